@@ -1,0 +1,256 @@
+"""The command line: encode, decode, info. Thin: parse, call, report, exit codes.
+
+Exit codes: 0 success; 1 bad input, corrupt file or model mismatch (one line `error: ...`
+on stderr); 2 usage; 130 interrupted. Outputs are written atomically; inputs are never touched.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, codec
+from .errors import CodecError
+from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare
+from .weights import DEFAULT_CODEC
+
+
+def _err(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+
+
+def _note(msg: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(msg, err=True)
+
+
+def _read_input(name: str) -> bytes | str:
+    return sys.stdin.buffer.read() if name == "-" else name
+
+
+def _write_output(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(path, data)
+
+
+def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str, force: bool) -> list[str]:
+    """Where each input goes. Default names (IN with a new suffix) never overwrite an existing file without --force."""
+    if output and out_dir:
+        raise click.UsageError("give -o/--output or -d/--out-dir, not both")
+    if output and len(inputs) > 1:
+        raise click.UsageError("-o/--output takes one input; use -d/--out-dir for several")
+    if "-" in inputs and len(inputs) > 1:
+        raise click.UsageError("'-' (standard input) cannot be mixed with other inputs")
+    if output:
+        return [output]
+    if out_dir:
+        d = Path(out_dir)
+        if not d.is_dir():
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CodecError(f"{out_dir}: cannot create the folder ({e.strerror})") from None
+        outs = [str(d / (("stdin" if i == "-" else Path(i).stem) + suffix)) for i in inputs]
+    else:
+        outs = ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
+    for i, o in zip(inputs, outs):
+        if o != "-" and not force and Path(o).exists() and not out_dir:
+            raise CodecError(f"{o} already exists (name the output with -o, or pass --force to overwrite it)")
+    return outs
+
+
+def _run_batch(inputs, outputs, work, quiet: bool) -> int:
+    """Run `work(input, output)` over all pairs; one bad file does not stop the others."""
+    failed: list[str] = []
+    pairs = list(zip(inputs, outputs))
+    show_bar = len(pairs) > 1 and not quiet and sys.stderr.isatty()
+    with click.progressbar(pairs, label="coding", file=sys.stderr) if show_bar else _nullbar(pairs) as bar:
+        for inp, out in bar:
+            if out != "-" and inp != "-" and Path(out).resolve() == Path(inp).resolve():
+                _err(f"{inp}: the output would overwrite the input")
+                failed.append(inp)
+                continue
+            try:
+                work(inp, out)
+            except CodecError as e:
+                _err(str(e) if len(pairs) == 1 or str(e).startswith(inp) else f"{inp}: {e}")
+                failed.append(inp)
+    if failed and len(pairs) > 1:
+        _err(f"{len(failed)} of {len(pairs)} files failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+class _nullbar:
+    def __init__(self, items):
+        self.items = items
+
+    def __enter__(self):
+        return self.items
+
+    def __exit__(self, *exc):
+        return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lstmcodec")
+def cli() -> None:
+    """A learned image codec: recurrent ConvLSTM networks (Toderici et al. 2017)."""
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="output file ('-' for standard output)")
+@click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
+@click.option("-i", "--iterations", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="iterations: each adds 0.125 bpp before entropy coding")
+@click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
+@click.option("-q", "--quiet", is_flag=True, help="print only errors")
+def encode(inputs, output, out_dir, iterations, model, device, force, quiet) -> int:
+    """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
+    outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
+
+    def work(inp: str, out: str) -> None:
+        src = prepare(open_image(_read_input(inp), name="stdin" if inp == "-" else inp))
+        res = codec.encode_image(src, iterations, model, device)
+        for n in res.notices:
+            _note(f"notice: {inp}: {n}", quiet)
+        _write_output(out, res.data)
+        h, w = src.rgb.shape[:2]
+        _note(f"{inp} -> {out}: {w}x{h}, {iterations} iterations, {len(res.data)} bytes, "
+              f"{8 * len(res.data) / (w * h):.4f} bpp", quiet)
+
+    return _run_batch(inputs, outputs, work, quiet)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="output image; its suffix picks the format (png, jpg, webp, ...); '-' writes PNG to standard output")
+@click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
+@click.option("-i", "--iterations", type=click.IntRange(1, 64), default=None, help="decode only the first N iterations")
+@click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
+@click.option("--model", default=None, help="weights path, when the file's model is not bundled")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
+@click.option("-q", "--quiet", is_flag=True, help="print only errors")
+def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet) -> int:
+    """Decompress .lstm files to images ('-' reads standard input)."""
+    suffix = "." + (fmt or "png").lower()
+    outputs = _plan_outputs(inputs, output, out_dir, suffix, force)
+
+    def work(inp: str, out: str) -> None:
+        data = _read_input(inp)
+        data = codec.read_file(data) if isinstance(data, str) else data
+        out_fmt = fmt or ("png" if out == "-" else format_for(out))
+        image = codec.decode(data, iterations, model, device)
+        _write_output(out, encode_image_bytes(image, out_fmt))
+        _note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
+
+    return _run_batch(inputs, outputs, work, quiet)
+
+
+@cli.command()
+@click.argument("input")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def info(input, as_json) -> int:
+    """Describe a .lstm file: size, mode, iterations, bytes per iteration, bpp, model."""
+    data = sys.stdin.buffer.read() if input == "-" else codec.read_file(input)
+    fi = codec.info(data)
+    if as_json:
+        click.echo(json.dumps(fi.to_dict(), indent=2))
+        return 0
+    truncated = "" if fi.iterations == fi.declared_iterations else f" (of {fi.declared_iterations}: a prefix)"
+    click.echo(f"{input}: {fi.width}x{fi.height} {fi.mode}, {fi.iterations} iterations{truncated}, "
+               f"{fi.file_bytes} bytes, {fi.bpp:.4f} bpp")
+    click.echo(f"model: {fi.model} ({fi.fingerprint})")
+    click.echo(f"header and metadata: {fi.file_bytes - sum(fi.iteration_bytes)} bytes")
+    for k, (nb, b) in enumerate(zip(fi.iteration_bytes, fi.bpp_per_iteration), start=1):
+        click.echo(f"  iteration {k:2d}: {nb:8d} bytes   cumulative {b:.4f} bpp")
+    return 0
+
+
+def _parse_range(text: str) -> list[int]:
+    """'1-16' or '1,2,4,8' -> list of ints."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            a, _, b = part.partition("-")
+            out += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a list or range of iteration counts") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("iteration counts start at 1")
+    return sorted(set(out))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--iterations", default="1-16", show_default=True, help="iteration counts to measure: a range or a list")
+@click.option("--codecs", default="jpeg,webp,jpeg2000,avif", show_default=True, help="classical codecs (Pillow) beside it")
+@click.option("--model", default=DEFAULT_CODEC, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("-o", "--output", "out_dir", help="folder for the results: one CompressAI-layout JSON per codec")
+@click.option("--plot", "plot_path", help="write an RD plot (MS-SSIM dB and PSNR against bpp); needs matplotlib")
+@click.option("--compare", multiple=True, help="CompressAI-layout JSON files to overlay on the plot")
+@click.option("--per-image", is_flag=True, help="store per-image values in the JSON")
+@click.option("--limit", type=int, default=None, help="only the first N images")
+@click.option("-q", "--quiet", is_flag=True)
+def bench(folder, iterations, codecs, model, device, out_dir, plot_path, compare, per_image, limit, quiet) -> int:
+    """Rate–distortion and speed of lstmcodec against JPEG, WebP, JPEG 2000 and AVIF on a folder of images."""
+    from . import bench as bench_mod
+
+    its = _parse_range(iterations)
+    names = [c.strip().lower() for c in codecs.split(",") if c.strip()]
+    unknown = [c for c in names if c not in bench_mod.CLASSIC]
+    if unknown:
+        raise click.BadParameter(f"unknown codec(s): {', '.join(unknown)}", param_hint="--codecs")
+    missing = [c for c in names if c not in bench_mod.available_codecs()]
+    for c in missing:
+        _err(f"{c} is not available in this Pillow build; skipped")
+    names = [c for c in names if c not in missing]
+    ours, others = bench_mod.run(folder, its, names, model, device, limit, per_image, quiet)
+    click.echo(bench_mod.summary_table(ours, others))
+    results = [ours] + list(others.values())
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    if out_dir:
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        for key, r in zip(["lstmcodec"] + list(others), clean):
+            atomic_write(d / f"{key}.json", (json.dumps(r, indent=2) + "\n").encode())
+        click.echo(f"results written to {d}/", err=True)
+    if plot_path:
+        extra = [r for f in compare for r in bench_mod.load_results(f)]
+        try:
+            bench_mod.plot(clean + extra, plot_path)
+        except RuntimeError as e:
+            raise CodecError(str(e)) from None
+        click.echo(f"plot written to {plot_path}", err=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        rv = cli.main(args=argv, prog_name="lstmcodec", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.UsageError as e:
+        e.show()
+        return 2
+    except click.ClickException as e:
+        e.show()
+        return 1
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _err("interrupted")
+        return 130
+    except CodecError as e:
+        _err(str(e))
+        return 1
+    except BrokenPipeError:
+        return 1

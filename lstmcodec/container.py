@@ -1,0 +1,129 @@
+"""The .lstm byte layout (docs/format.md is its specification).
+
+    header   magic "LSTM", version, flags, width, height, mode, iterations, model name, model
+             fingerprint, CRC32 of the header
+    chunks   type (1 byte), payload length (uint32), payload, CRC32 of type+length+payload
+
+Metadata chunks (alpha 'A', ICC profile 'C') come before the iteration chunks ('I'), so that
+every prefix of whole iteration chunks is itself a valid file with fewer iterations.
+All integers are little-endian. Everything is validated before anything is allocated.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from .errors import CodecError
+
+MAGIC = b"LSTM"
+VERSION = 1
+MODES = ("L", "RGB", "RGBA", "LA")
+MAX_PIXELS = 1 << 28          # default cap on width * height, checked before any allocation
+MAX_ITERATIONS = 64
+ITERATION, ALPHA, ICC = b"I", b"A", b"C"
+_FIXED = struct.Struct("<4sBBIIBBB")   # magic, version, flags, width, height, mode, iterations, name length
+_CHUNK = struct.Struct("<cI")
+FINGERPRINT_BYTES = 8
+
+
+@dataclass
+class Header:
+    width: int
+    height: int
+    mode: str
+    iterations: int            # iteration chunks the encoder wrote
+    model: str
+    fingerprint: bytes
+
+
+@dataclass
+class LstmFile:
+    header: Header
+    iterations: list[bytes] = field(default_factory=list)    # payloads present (a prefix may hold fewer than declared)
+    alpha: bytes | None = None
+    icc: bytes | None = None
+    header_size: int = 0
+    chunk_sizes: list[int] = field(default_factory=list)     # bytes on disk of each iteration chunk, framing included
+
+
+def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, icc: bytes | None = None) -> bytes:
+    name = header.model.encode()
+    if len(name) > 255:
+        raise CodecError("model name longer than 255 bytes")
+    if len(header.fingerprint) != FINGERPRINT_BYTES:
+        raise CodecError("model fingerprint must be 8 bytes")
+    head = _FIXED.pack(MAGIC, VERSION, 0, header.width, header.height, MODES.index(header.mode),
+                       len(iterations), len(name)) + name + header.fingerprint
+    out = [head, struct.pack("<I", zlib.crc32(head))]
+    for kind, payload in [(ALPHA, alpha), (ICC, icc)] + [(ITERATION, p) for p in iterations]:
+        if payload is not None:
+            framed = _CHUNK.pack(kind, len(payload)) + payload
+            out += [framed, struct.pack("<I", zlib.crc32(framed))]
+    return b"".join(out)
+
+
+def read_header(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Header, int]:
+    """Parse and validate the header; returns it and its size in bytes."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise CodecError("not an .lstm file (bad magic)" if data else "empty file")
+    if len(data) < _FIXED.size:
+        raise CodecError("truncated .lstm header")
+    magic, version, flags, width, height, mode, iterations, name_len = _FIXED.unpack_from(data)
+    if version != VERSION:
+        raise CodecError(f".lstm format version {version} is not supported (this lstmcodec reads version {VERSION})")
+    size = _FIXED.size + name_len + FINGERPRINT_BYTES
+    if len(data) < size + 4:
+        raise CodecError("truncated .lstm header")
+    if struct.unpack_from("<I", data, size)[0] != zlib.crc32(data[:size]):
+        raise CodecError("corrupt .lstm header (CRC mismatch)")
+    if width < 1 or height < 1:
+        raise CodecError(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise CodecError(f"image size {width}x{height} exceeds the limit of {max_pixels} pixels")
+    if mode >= len(MODES):
+        raise CodecError(f"unknown image mode {mode}")
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise CodecError(f"invalid iteration count {iterations}")
+    try:
+        name = data[_FIXED.size:_FIXED.size + name_len].decode()
+    except UnicodeDecodeError:
+        raise CodecError("corrupt model name in header") from None
+    fp = bytes(data[size - FINGERPRINT_BYTES:size])
+    return Header(width, height, MODES[mode], iterations, name, fp), size + 4
+
+
+def read(data: bytes, max_pixels: int = MAX_PIXELS) -> LstmFile:
+    """Parse a whole file. A file that ends exactly after a chunk is a valid prefix; one that ends
+    inside a chunk, has a bad CRC, or holds more iteration chunks than its header declares is corrupt."""
+    header, pos = read_header(data, max_pixels)
+    f = LstmFile(header, header_size=pos)
+    while pos < len(data):
+        if len(data) - pos < _CHUNK.size:
+            raise CodecError("truncated .lstm file (inside a chunk header)")
+        kind, length = _CHUNK.unpack_from(data, pos)
+        end = pos + _CHUNK.size + length
+        if end + 4 > len(data):
+            raise CodecError("truncated .lstm file (inside a chunk)")
+        if struct.unpack_from("<I", data, end)[0] != zlib.crc32(data[pos:end]):
+            raise CodecError("corrupt .lstm file (chunk CRC mismatch)")
+        payload = bytes(data[pos + _CHUNK.size:end])
+        if kind == ITERATION:
+            if len(f.iterations) == header.iterations:
+                raise CodecError("more iteration chunks than the header declares")
+            f.iterations.append(payload)
+            f.chunk_sizes.append(end + 4 - pos)
+        elif f.iterations:
+            raise CodecError("metadata chunk after the iteration chunks")
+        elif kind == ALPHA and f.alpha is None:
+            f.alpha = payload
+        elif kind == ICC and f.icc is None:
+            f.icc = payload
+        else:
+            raise CodecError(f"unexpected chunk type {kind!r}")
+        pos = end + 4
+    if not f.iterations:
+        raise CodecError("the file holds no iteration data")
+    if header.mode in ("RGBA", "LA") and f.alpha is None:
+        raise CodecError("the file declares an alpha channel but has none")
+    return f

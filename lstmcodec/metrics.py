@@ -1,0 +1,101 @@
+"""Quality and rate metrics: PSNR, MS-SSIM (pytorch-msssim), bits per pixel, Bjøntegaard delta rate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim as _ms_ssim, ssim as _ssim
+
+_MSSSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+
+
+def _as_batch(img) -> torch.Tensor:
+    """HxWx3 / HxW uint8 array, or N x C x H x W tensor -> float N x C x H x W on the 0..255 scale."""
+    if isinstance(img, torch.Tensor):
+        t = img.float()
+    else:
+        a = np.asarray(img)
+        if a.ndim == 2:
+            a = a[..., None]
+        t = torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)
+    return t if t.dim() == 4 else t.unsqueeze(0)
+
+
+def psnr(a, b, data_range: float = 255.0) -> float:
+    """PSNR in dB over all pixels and channels (RGB PSNR as CompressAI reports it)."""
+    mse = float(((_as_batch(a) - _as_batch(b)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
+
+
+def ms_ssim(a, b, data_range: float = 255.0) -> float:
+    """MS-SSIM (pytorch-msssim, 11x11 gaussian window, five scales).
+
+    Fallback for small images: the five scales need the short side to exceed 160 px. Below that,
+    the coarsest scales that do not fit are dropped and the remaining weights renormalised; below
+    11 px single-scale SSIM with the largest odd window that fits is used (1.0 for identical images).
+    """
+    x, y = _as_batch(a), _as_batch(b)
+    side = min(x.shape[-2:])
+    if side > 160:
+        return float(_ms_ssim(x, y, data_range=data_range, size_average=True))
+    scales = 0
+    while scales < 5 and side > 10 * 2 ** scales:
+        scales += 1
+    if scales >= 2:
+        w = torch.tensor(_MSSSIM_WEIGHTS[:scales])
+        return float(_ms_ssim(x, y, data_range=data_range, size_average=True, weights=(w / w.sum()).tolist()))
+    win = min(11, side if side % 2 else side - 1)
+    if win < 3:
+        return 1.0 - float(((x - y).abs().mean()) / data_range)
+    return float(_ssim(x, y, data_range=data_range, win_size=win, size_average=True))
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM on a decibel scale, -10 log10(1 - MS-SSIM), as the field plots it."""
+    return -10 * math.log10(max(1e-10, 1 - value))
+
+
+def bpp(num_bytes: int, width: int, height: int) -> float:
+    return 8.0 * num_bytes / (width * height)
+
+
+def bd_rate(rate_a, dist_a, rate_b, dist_b) -> float:
+    """Bjøntegaard delta rate of curve B against anchor A, in percent (negative: B needs fewer bits).
+
+    Piecewise-cubic (PCHIP) interpolation of log-rate over distortion, integrated over the overlap
+    of the two distortion ranges. Returns nan when the ranges do not overlap.
+    """
+    ra, da = _sorted(np.log(np.asarray(rate_a, float)), np.asarray(dist_a, float))
+    rb, db = _sorted(np.log(np.asarray(rate_b, float)), np.asarray(dist_b, float))
+    lo, hi = max(da.min(), db.min()), min(da.max(), db.max())
+    if not hi > lo:
+        return float("nan")
+    grid = np.linspace(lo, hi, 200)
+    diff = np.trapezoid(_pchip(db, rb, grid) - _pchip(da, ra, grid), grid) / (hi - lo)
+    return float((np.exp(diff) - 1) * 100)
+
+
+def _sorted(r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(d)
+    d, r = d[order], r[order]
+    keep = np.concatenate([[True], np.diff(d) > 0])  # distortion must increase strictly
+    return r[keep], d[keep]
+
+
+def _pchip(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """Monotone piecewise-cubic Hermite interpolation (Fritsch–Carlson), as in Bjøntegaard's method."""
+    if len(x) < 2:
+        return np.full_like(xq, y[0])
+    h = np.diff(x)
+    delta = np.diff(y) / h
+    m = np.zeros_like(y)
+    for k in range(1, len(x) - 1):
+        if delta[k - 1] * delta[k] > 0:
+            w1, w2 = 2 * h[k] + h[k - 1], h[k] + 2 * h[k - 1]
+            m[k] = (w1 + w2) / (w1 / delta[k - 1] + w2 / delta[k])
+    m[0], m[-1] = delta[0], delta[-1]
+    i = np.clip(np.searchsorted(x, xq) - 1, 0, len(x) - 2)
+    t = (xq - x[i]) / h[i]
+    h00, h10, h01, h11 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t, -2 * t**3 + 3 * t**2, t**3 - t**2
+    return h00 * y[i] + h10 * h[i] * m[i] + h01 * y[i + 1] + h11 * h[i] * m[i + 1]

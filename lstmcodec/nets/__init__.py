@@ -1,0 +1,1 @@
+"""Neural network architectures. Modules here import only torch."""

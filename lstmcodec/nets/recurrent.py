@@ -1,0 +1,144 @@
+"""The recurrent codec of Toderici et al. 2017, "Full Resolution Image Compression
+with Recurrent Neural Networks": encoder E, binarizer B and decoder D, run for
+t = 1..T iterations on the residual of the previous one.
+
+    b_t  = B(E_t(r_{t-1}))              32 bits per 16x16 block
+    x̂_t = D_t(b_t) + γ·x̂_{t-1}         γ = 0 at t = 1, then 1 (additive)
+    r_t  = x − x̂_t,     r_0 = x
+
+Images enter as float tensors in [-0.5, 0.5], N x 3 x H x W, H and W multiples of 16.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .cells import CELLS, State, depth_to_space
+
+BLOCK = 16  # pixels per side of the block that one code vector describes
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything needed to rebuild a codec model; stored inside every weights file."""
+
+    width: float = 0.25       # channel multiplier of the paper's network (1.0 = 64/256/512/512)
+    cell: str = "lstm"        # "lstm" or "gru"
+    bits: int = 32            # bits per 16x16 block per iteration
+    iterations: int = 16      # iterations the model was trained for
+    additive: bool = True     # x̂_t = D(b_t) + x̂_{t-1}; False: one-shot, x̂_t = D(b_t)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _ch(base: int, width: float) -> int:
+    """Scale a channel count, keeping it a multiple of 4 (depth-to-space needs that)."""
+    return max(4, int(round(base * width / 4)) * 4)
+
+
+class Encoder(nn.Module):
+    """Stride-2 convolution, then three stride-2 recurrent layers: 16x downsampling."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        cell = CELLS[cfg.cell]
+        c0, c1, c2, c3 = (_ch(c, cfg.width) for c in (64, 256, 512, 512))
+        self.out_channels = c3
+        self.conv = nn.Conv2d(3, c0, 3, stride=2, padding=1)
+        self.rnns = nn.ModuleList([
+            cell(c0, c1, kernel=3, stride=2, hidden_kernel=1),
+            cell(c1, c2, kernel=3, stride=2, hidden_kernel=1),
+            cell(c2, c3, kernel=3, stride=2, hidden_kernel=1),
+        ])
+
+    def forward(self, r: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
+        x = self.conv(r)
+        new_states = []
+        for i, rnn in enumerate(self.rnns):
+            x, s = rnn(x, None if states is None else states[i])
+            new_states.append(s)
+        return x, new_states
+
+
+class Binarizer(nn.Module):
+    """1x1 convolution to `bits` channels, tanh, then a binarization to exactly ±1.
+
+    Training: stochastic (+1 with probability (1+x)/2) with a straight-through gradient.
+    Inference: deterministic sign with sign(0) = +1.
+    """
+
+    def __init__(self, in_ch: int, bits: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, bits, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.tanh(self.conv(x))
+        if self.training:
+            prob_one = (1 + y) / 2
+            b = torch.where(torch.rand_like(y) < prob_one, 1.0, -1.0)
+            return y + (b - y).detach()
+        return torch.where(y >= 0, 1.0, -1.0)
+
+
+class Decoder(nn.Module):
+    """1x1 convolution, four recurrent layers each followed by depth-to-space x2, 1x1 convolution to RGB."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        cell = CELLS[cfg.cell]
+        c0, c1, c2, c3, c4 = (_ch(c, cfg.width) for c in (512, 512, 512, 256, 128))
+        self.conv_in = nn.Conv2d(cfg.bits, c0, 1)
+        self.rnns = nn.ModuleList([
+            cell(c0, c1, kernel=3, hidden_kernel=1),
+            cell(c1 // 4, c2, kernel=3, hidden_kernel=1),
+            cell(c2 // 4, c3, kernel=3, hidden_kernel=3),
+            cell(c3 // 4, c4, kernel=3, hidden_kernel=3),
+        ])
+        self.conv_out = nn.Conv2d(c4 // 4, 3, 1)
+
+    def forward(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
+        x = self.conv_in(b)
+        new_states = []
+        for i, rnn in enumerate(self.rnns):
+            x, s = rnn(x, None if states is None else states[i])
+            new_states.append(s)
+            x = depth_to_space(x)
+        return self.conv_out(x), new_states
+
+
+class RecurrentCodec(nn.Module):
+    def __init__(self, cfg: CodecConfig = CodecConfig()):
+        super().__init__()
+        self.config = cfg
+        self.encoder = Encoder(cfg)
+        self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
+        self.decoder = Decoder(cfg)
+
+    def iterate(self, x: torch.Tensor, iterations: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The recurrence. Yields (b_t, x̂_t) for t = 1..iterations."""
+        r, x_hat = x, torch.zeros_like(x)
+        enc_state = dec_state = None
+        for _ in range(iterations):
+            code, enc_state = self.encoder(r, enc_state)
+            b = self.binarizer(code)                                    # b_t = B(E_t(r_{t-1}))
+            out, dec_state = self.decoder(b, dec_state)
+            x_hat = x_hat + out if self.config.additive else out       # x̂_t = D_t(b_t) + γ·x̂_{t-1}
+            r = x - x_hat                                               # r_t = x − x̂_t
+            yield b, x_hat
+
+    def reconstruct(self, bits: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16)."""
+        x_hat, dec_state = None, None
+        for b in bits:
+            out, dec_state = self.decoder(b, dec_state)
+            x_hat = out if (x_hat is None or not self.config.additive) else x_hat + out
+            yield x_hat

@@ -1,0 +1,42 @@
+"""A Pillow plugin: after `import lstmcodec`, PIL.Image.open("x.lstm") decodes .lstm files."""
+from __future__ import annotations
+
+from PIL import Image, ImageFile
+
+from . import container
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:4] == container.MAGIC
+
+
+class LstmImageFile(ImageFile.ImageFile):
+    format = "LSTM"
+    format_description = "lstmcodec recurrent learned image"
+
+    def _open(self) -> None:
+        data = self.fp.read()
+        try:
+            header, _ = container.read_header(data)
+        except ValueError as e:
+            raise SyntaxError(str(e)) from None
+        self._lstm_data = data
+        self._size = (header.width, header.height)
+        self._mode = header.mode
+        self.tile = []
+
+    def load(self):
+        if getattr(self, "_lstm_data", None) is not None:
+            from .codec import decode
+
+            decoded = decode(self._lstm_data)
+            self._lstm_data = None
+            self.im = decoded.im
+            self.info.update(decoded.info)
+        return Image.Image.load(self)
+
+
+def register() -> None:
+    Image.register_open(LstmImageFile.format, LstmImageFile, _accept)
+    Image.register_extension(LstmImageFile.format, ".lstm")
+    Image.register_mime(LstmImageFile.format, "image/x-lstm")

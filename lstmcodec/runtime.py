@@ -1,0 +1,319 @@
+"""The CUDA-aware runtime shared by every training script.
+
+Device choice (cuda > mps > cpu), seeding, AMP (bf16 on CUDA), torchrun / DDP,
+atomic checkpoints with exact resume, CSV logging and progress, and the one
+training loop, `fit`. A script supplies three things: a model, a function that
+returns the batch for a given step, and a loss function.
+
+Exact resume: batches are a pure function of (seed, step) and the global RNG
+state is checkpointed, so a run stopped and resumed reproduces the same steps.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+# ----------------------------------------------------------------------------- devices
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu. Asking for an absent device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA device is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS was requested but is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str = "auto") -> tuple[Dist, torch.device]:
+    """Reads torchrun's environment; starts NCCL on CUDA or gloo on CPU when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    dist = Dist(int(os.environ.get("RANK", 0)), world, int(os.environ.get("LOCAL_RANK", 0)))
+    device = select_device(device_name)
+    if world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+    return dist, device
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class CSVLog:
+    """Appends dict rows to a CSV file; new keys extend the header (the file is rewritten once)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
+
+    def write(self, row: dict) -> None:
+        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- the training loop
+
+
+@dataclass
+class FitConfig:
+    out_dir: str = "runs/default"
+    steps: int = 10_000
+    lr: float = 2e-3
+    warmup: int = 200            # linear warm-up steps, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.05
+    schedule: str = "cosine"     # "cosine", "constant" or "sawtooth" (cycles of `cycle` steps between lr and lr*min_lr_ratio)
+    cycle: int = 1000
+    weight_decay: float = 0.0
+    clip: float = 1.0            # gradient-norm clip (0: off)
+    ema: float = 0.0             # EMA decay of the weights (0: off); the EMA model is evaluated and exported
+    amp: bool = True             # bf16 autocast on CUDA
+    compile: bool = False        # torch.compile the model
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 20
+    eval_every: int = 0          # steps between evaluations (0: only at the end)
+    checkpoint_every_s: float = 300.0
+    time_limit_s: float = 0.0    # stop cleanly with a checkpoint after this many seconds (0: no limit)
+    extra: dict = field(default_factory=dict)  # script-specific settings, saved in the checkpoint
+
+
+def learning_rate(cfg: FitConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    lo = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "sawtooth":
+        phase = ((step - cfg.warmup) % cfg.cycle) / cfg.cycle
+        return cfg.lr - (cfg.lr - lo) * phase
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class FitResult:
+    model: nn.Module       # the trained model (the EMA copy when EMA is on), unwrapped, in eval mode
+    step: int
+    finished: bool         # False when the time limit stopped the run early
+    metrics: dict
+
+
+def fit(
+    model: nn.Module,
+    batch_fn: Callable[[int], Any],
+    loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict]],
+    cfg: FitConfig,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    meta: dict | None = None,
+) -> FitResult:
+    """Train `model` for cfg.steps steps, resuming from cfg.out_dir/last.pt when it exists.
+
+    batch_fn(step) returns the batch of a step (tensors or tuples of tensors, on the CPU);
+    loss_fn(model, batch) returns (loss, metrics to log). `meta` is saved in every checkpoint.
+    """
+    dist, device = init_distributed(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    seed_everything(cfg.seed + dist.rank)
+
+    model.to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.load_state_dict(ck["ema"])
+        start, elapsed = ck["step"], ck.get("elapsed", 0.0)
+        if dist.world_size == 1:
+            torch.set_rng_state(ck["rng"])
+        else:  # each rank's stream is re-derived from (seed, rank, step)
+            torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * start)
+        if dist.main:
+            log(f"resumed from {ckpt_path} at step {start}")
+
+    train_model: nn.Module = model
+    if dist.world_size > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    def save(step: int) -> None:
+        if dist.main:
+            atomic_save({
+                "model": model.state_dict(), "ema": None if ema is None else ema.state_dict(),
+                "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed + time.time() - t0,
+                "rng": torch.get_rng_state(), "fit": asdict(cfg), "meta": meta or {},
+            }, ckpt_path)
+
+    logger = CSVLog(out / "log.csv") if dist.main else None
+    t0 = last_ckpt = last_log = time.time()
+    step = start
+    finished = True
+    model.train()
+    metrics: dict = {}
+    while step < cfg.steps:
+        lr = learning_rate(cfg, step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = _to_device(batch_fn(step * dist.world_size + dist.rank), device)
+        with autocast(device, cfg.amp):
+            loss, metrics = loss_fn(train_model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm.detach(), 1 - cfg.ema)
+        step += 1
+
+        if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
+            now = time.time()
+            sps = (now - last_log) / cfg.log_every
+            last_log = now
+            row = {"step": step, "lr": lr, "loss": float(loss.detach()), "s_per_step": sps,
+                   "elapsed_s": elapsed + now - t0, **{k: float(v) for k, v in metrics.items()}}
+            logger.write(row)
+            eta = sps * (cfg.steps - step)
+            log(f"step {step}/{cfg.steps} loss {float(loss.detach()):.4f} lr {lr:.2e} {sps:.2f}s/step eta {eta/60:.0f}min")
+        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+            _run_eval(evaluate, ema or model, step, logger, dist)
+            model.train()
+        over_time = _agree(bool(cfg.time_limit_s) and (elapsed + time.time() - t0) >= cfg.time_limit_s, dist, device)
+        due = _agree(time.time() - last_ckpt >= cfg.checkpoint_every_s, dist, device)
+        if due or step == cfg.steps or over_time:
+            save(step)
+            last_ckpt = time.time()
+        if over_time and step < cfg.steps:
+            if dist.main:
+                log(f"time limit reached at step {step}; checkpoint saved to {ckpt_path}")
+            finished = False
+            break
+
+    final = ema or model
+    final.eval()
+    results = dict(metrics)
+    if evaluate is not None and finished:
+        results = _run_eval(evaluate, final, step, logger, dist)
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return FitResult(final, step, finished, results)
+
+
+def _agree(flag: bool, dist: Dist, device: torch.device) -> bool:
+    """Rank 0's decision, shared with every rank (so all stop or checkpoint together)."""
+    if dist.world_size == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def _run_eval(evaluate, model: nn.Module, step: int, logger: CSVLog | None, dist: Dist) -> dict:
+    if not dist.main:
+        return {}
+    model.eval()
+    with torch.no_grad():
+        res = evaluate(model)
+    logger.write({"step": step, **{f"val_{k}": v for k, v in res.items()}})
+    log(f"eval @ {step}: " + " ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    return res
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch

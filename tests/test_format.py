@@ -1,0 +1,53 @@
+"""The container and the entropy coder on their own."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lstmcodec
+from lstmcodec import container, entropy
+from lstmcodec.errors import CodecError
+
+
+def test_container_round_trip_and_prefixes():
+    hd = container.Header(33, 17, "RGBA", 3, "m", b"12345678")
+    data = container.write(hd, [b"\x00a", b"\x00bb", b"\x00ccc"], alpha=b"AL", icc=b"IC")
+    f = container.read(data)
+    assert f.header == hd and f.iterations == [b"\x00a", b"\x00bb", b"\x00ccc"]
+    assert f.alpha == b"AL" and f.icc == b"IC"
+    end_of_first = len(data) - sum(f.chunk_sizes[1:])
+    assert container.read(data[:end_of_first]).iterations == [b"\x00a"]
+    with pytest.raises(CodecError, match="truncated"):
+        container.read(data[: end_of_first - 1])
+
+
+def test_container_refuses_extra_iterations_and_limits():
+    hd = container.Header(16, 16, "RGB", 1, "m", b"12345678")
+    data = container.write(hd, [b"\x00a"])
+    extra = container.write(container.Header(16, 16, "RGB", 2, "m", b"12345678"), [b"\x00a", b"\x00b"])
+    with pytest.raises(CodecError, match="more iteration chunks"):
+        container.read(data + extra[len(data):])
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        container.read(container.write(container.Header(1 << 15, 1 << 14, "RGB", 1, "m", b"12345678"), [b"\0"]))
+
+
+def test_entropy_coding_beats_raw_bits_on_a_real_photo(parrots_lstm):
+    fi = lstmcodec.info(parrots_lstm)
+    raw_per_iteration = 32 * (192 // 16) * (256 // 16) // 8
+    coded = sum(fi.iteration_bytes) - 9 * fi.iterations  # minus the chunk framing
+    assert coded < raw_per_iteration * fi.iterations
+
+
+def test_entropy_plane_round_trip_and_raw_fallback():
+    rng = np.random.default_rng(0)
+    prev = rng.integers(0, 2, (32, 5, 7), dtype=np.uint8)
+    skewed = np.where(rng.random(prev.shape) < 0.9, prev, 1 - prev).astype(np.uint8)
+    coded = entropy.encode_plane(skewed, prev)
+    assert coded[0] == entropy.CONTEXT and len(coded) < 1 + skewed.size // 8
+    assert np.array_equal(entropy.decode_plane(coded, skewed.shape, prev), skewed)
+    noise = rng.integers(0, 2, (32, 1, 1), dtype=np.uint8)
+    coded = entropy.encode_plane(noise)
+    assert coded[0] == entropy.RAW and len(coded) == 1 + 4
+    assert np.array_equal(entropy.decode_plane(coded, noise.shape), noise)
+    with pytest.raises(CodecError):
+        entropy.decode_plane(b"\x01" + b"\x00" * 3, skewed.shape, prev)

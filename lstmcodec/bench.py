@@ -65,7 +65,7 @@ def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, pr
         data = codec.encode_image(prepare(Image.fromarray(rgb)), top, model, device,
                                   on_iteration=lambda k: marks.append(time.perf_counter() - t0)).data
         sizes = codec.info(data).bpp_per_iteration
-        dec = codec.decode_progressive(data, device=device)
+        dec = codec.decode_progressive(data, model=model, device=device)
         elapsed = 0.0
         for k in range(1, top + 1):
             t1 = time.perf_counter()
@@ -182,9 +182,19 @@ def plot(results: list[dict], path: str | Path) -> None:
 
 
 def load_results(path: str | Path) -> list[dict]:
-    """CompressAI-layout JSON files: one object, or a list of them."""
-    with open(path) as f:
-        obj = json.load(f)
+    """CompressAI-layout JSON (one object or a list), or a tensorflow-compression results .txt file
+    (two columns, bpp and the metric its folder names: MS-SSIM_* or PSNR_*)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".txt":
+            rows = [line.split() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+            bpp, value = zip(*((float(a), float(b)) for a, b, *_ in rows))
+            key = "ms-ssim-rgb" if "MS-SSIM" in str(path) else "psnr-rgb"
+            return [{"name": path.stem, "description": str(path), "results": {"bpp": list(bpp), key: list(value)}}]
+        with open(path) as f:
+            obj = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a results file ({e})") from None
     return obj if isinstance(obj, list) else [obj]
 
 

@@ -225,7 +225,10 @@ def bench(folder, iterations, codecs, model, device, out_dir, plot_path, compare
             atomic_write(d / f"{key}.json", (json.dumps(r, indent=2) + "\n").encode())
         click.echo(f"results written to {d}/", err=True)
     if plot_path:
-        extra = [r for f in compare for r in bench_mod.load_results(f)]
+        try:
+            extra = [r for f in compare for r in bench_mod.load_results(f)]
+        except ValueError as e:
+            raise CodecError(str(e)) from None
         try:
             bench_mod.plot(clean + extra, plot_path)
         except RuntimeError as e:

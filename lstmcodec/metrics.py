@@ -7,9 +7,6 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim as _ms_ssim, ssim as _ssim
 
-_MSSSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
-
-
 def _as_batch(img) -> torch.Tensor:
     """HxWx3 / HxW uint8 array, or N x C x H x W tensor -> float N x C x H x W on the 0..255 scale."""
     if isinstance(img, torch.Tensor):
@@ -29,25 +26,24 @@ def psnr(a, b, data_range: float = 255.0) -> float:
 
 
 def ms_ssim(a, b, data_range: float = 255.0) -> float:
-    """MS-SSIM (pytorch-msssim, 11x11 gaussian window, five scales).
+    """MS-SSIM (pytorch-msssim: five scales, 11x11 gaussian window, standard weights).
 
-    Fallback for small images: the five scales need the short side to exceed 160 px. Below that,
-    the coarsest scales that do not fit are dropped and the remaining weights renormalised; below
-    11 px single-scale SSIM with the largest odd window that fits is used (1.0 for identical images).
+    Fallback for small images, whose short side must exceed 160 px for the standard form:
+    33..160 px: five scales with the largest odd window w that fits ((w - 1) * 16 < side);
+    3..32 px: single-scale SSIM with the largest odd window up to 11 that fits;
+    under 3 px: 1 - mean absolute error / data_range.
     """
     x, y = _as_batch(a), _as_batch(b)
     side = min(x.shape[-2:])
     if side > 160:
         return float(_ms_ssim(x, y, data_range=data_range, size_average=True))
-    scales = 0
-    while scales < 5 and side > 10 * 2 ** scales:
-        scales += 1
-    if scales >= 2:
-        w = torch.tensor(_MSSSIM_WEIGHTS[:scales])
-        return float(_ms_ssim(x, y, data_range=data_range, size_average=True, weights=(w / w.sum()).tolist()))
+    if side > 32:
+        win = (side - 1) // 16 + 1
+        win -= 1 - win % 2
+        return float(_ms_ssim(x, y, data_range=data_range, size_average=True, win_size=win))
     win = min(11, side if side % 2 else side - 1)
     if win < 3:
-        return 1.0 - float(((x - y).abs().mean()) / data_range)
+        return 1.0 - float((x - y).abs().mean()) / data_range
     return float(_ssim(x, y, data_range=data_range, win_size=win, size_average=True))
 
 

@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     batches = data.RandomCrops(images, args.crop, args.batch, seed=args.seed, hard=args.hard)
     val = [_center_crop(data.load_rgb(f), 256) for f in val_files[:8]]
 
+    runtime.seed_everything(args.seed)  # before the model is built: its initial weights come from the seed
     config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot)
     model = RecurrentCodec(config)
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
@@ -114,7 +115,7 @@ def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
 
 def residual_l1(net, x: torch.Tensor, iterations: int) -> tuple[torch.Tensor, dict]:
     """L1 on the residual after every iteration, averaged over iterations (Toderici et al.)."""
-    losses = [(x - x_hat).abs().mean() for _, x_hat in net.iterate(x, iterations)]
+    losses = [(x - x_hat).abs().mean() for x_hat in net(x, iterations)]
     loss = torch.stack(losses).mean()
     return loss, {"l1_first": losses[0].detach(), "l1_last": losses[-1].detach(), "unroll": float(iterations)}
 

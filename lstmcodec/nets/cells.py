@@ -14,14 +14,22 @@ from torch.nn import functional as F
 State = tuple[torch.Tensor, ...]
 
 
-class ConvLSTMCell(nn.Module):
-    """Convolutional LSTM: i, f, g, o gates from conv(x) + conv(h)."""
+class _FusedGateCell(nn.Module):
+    """One convolution of the input and one of the hidden state compute all `gates` gates at once."""
+
+    gates = 0
 
     def __init__(self, in_ch: int, hidden: int, kernel: int = 3, stride: int = 1, hidden_kernel: int = 1):
         super().__init__()
         self.hidden = hidden
-        self.conv_x = nn.Conv2d(in_ch, 4 * hidden, kernel, stride, padding=kernel // 2)
-        self.conv_h = nn.Conv2d(hidden, 4 * hidden, hidden_kernel, 1, padding=hidden_kernel // 2, bias=False)
+        self.conv_x = nn.Conv2d(in_ch, self.gates * hidden, kernel, stride, padding=kernel // 2)
+        self.conv_h = nn.Conv2d(hidden, self.gates * hidden, hidden_kernel, 1, padding=hidden_kernel // 2, bias=False)
+
+
+class ConvLSTMCell(_FusedGateCell):
+    """Convolutional LSTM: i, f, g, o gates from conv(x) + conv(h)."""
+
+    gates = 4
 
     def forward(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         gates = self.conv_x(x)
@@ -36,14 +44,10 @@ class ConvLSTMCell(nn.Module):
         return h_new, (h_new, c_new)
 
 
-class ConvGRUCell(nn.Module):
+class ConvGRUCell(_FusedGateCell):
     """Convolutional GRU: update z and reset r gates, candidate n = tanh(x_n + r * h_n)."""
 
-    def __init__(self, in_ch: int, hidden: int, kernel: int = 3, stride: int = 1, hidden_kernel: int = 1):
-        super().__init__()
-        self.hidden = hidden
-        self.conv_x = nn.Conv2d(in_ch, 3 * hidden, kernel, stride, padding=kernel // 2)
-        self.conv_h = nn.Conv2d(hidden, 3 * hidden, hidden_kernel, 1, padding=hidden_kernel // 2, bias=False)
+    gates = 3
 
     def forward(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         xz, xr, xn = self.conv_x(x).chunk(3, dim=1)

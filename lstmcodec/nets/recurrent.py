@@ -45,6 +45,18 @@ def _ch(base: int, width: float) -> int:
     return max(4, int(round(base * width / 4)) * 4)
 
 
+def run_stack(rnns: nn.ModuleList, x: torch.Tensor, states: list[State] | None,
+              after=None) -> tuple[torch.Tensor, list[State]]:
+    """Run recurrent layers in order (state None: first iteration); `after` follows each layer."""
+    new_states = []
+    for i, rnn in enumerate(rnns):
+        x, s = rnn(x, None if states is None else states[i])
+        new_states.append(s)
+        if after is not None:
+            x = after(x)
+    return x, new_states
+
+
 class Encoder(nn.Module):
     """Stride-2 convolution, then three stride-2 recurrent layers: 16x downsampling."""
 
@@ -61,12 +73,7 @@ class Encoder(nn.Module):
         ])
 
     def forward(self, r: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
-        x = self.conv(r)
-        new_states = []
-        for i, rnn in enumerate(self.rnns):
-            x, s = rnn(x, None if states is None else states[i])
-            new_states.append(s)
-        return x, new_states
+        return run_stack(self.rnns, self.conv(r), states)
 
 
 class Binarizer(nn.Module):
@@ -106,12 +113,7 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(c4 // 4, 3, 1)
 
     def forward(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
-        x = self.conv_in(b)
-        new_states = []
-        for i, rnn in enumerate(self.rnns):
-            x, s = rnn(x, None if states is None else states[i])
-            new_states.append(s)
-            x = depth_to_space(x)
+        x, new_states = run_stack(self.rnns, self.conv_in(b), states, after=depth_to_space)
         return self.conv_out(x), new_states
 
 
@@ -134,6 +136,10 @@ class RecurrentCodec(nn.Module):
             x_hat = x_hat + out if self.config.additive else out       # x̂_t = D_t(b_t) + γ·x̂_{t-1}
             r = x - x_hat                                               # r_t = x − x̂_t
             yield b, x_hat
+
+    def forward(self, x: torch.Tensor, iterations: int) -> list[torch.Tensor]:
+        """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations."""
+        return [x_hat for _, x_hat in self.iterate(x, iterations)]
 
     def reconstruct(self, bits: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16)."""

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Encode and decode speed of a codec model: median wall time of several in-process runs.
+
+    python scripts/bench_speed.py ../shared/data/kodak/kodim23.png --iterations 8 --runs 5
+
+Reports the model's load time once, then per run the encode time (recurrence + entropy coding +
+container) and decode time (parsing + entropy decoding + decoder), the file size, and peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lstmcodec import codec  # noqa: E402
+from lstmcodec.imageio import open_image, prepare  # noqa: E402
+from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image")
+    p.add_argument("--iterations", type=int, nargs="+", default=[8])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--model", default=DEFAULT_CODEC)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    m = codec.get_model(args.model, args.device)
+    load_s = time.perf_counter() - t0
+    src = prepare(open_image(args.image))
+    h, w = src.rgb.shape[:2]
+    print(f"{args.image}: {w}x{h}, model {m.name}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"model load {load_s:.2f} s")
+    codec.decode(codec.encode_image(src, 1, args.model, args.device).data, device=args.device)  # warm-up
+    for it in args.iterations:
+        enc, dec = [], []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            data = codec.encode_image(src, it, args.model, args.device).data
+            enc.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            codec.decode(data, device=args.device)
+            dec.append(time.perf_counter() - t0)
+        print(f"-i {it:2d}: encode median {statistics.median(enc):.2f} s (min {min(enc):.2f}), "
+              f"decode median {statistics.median(dec):.2f} s (min {min(dec):.2f}), "
+              f"{len(data)} bytes = {8 * len(data) / (w * h):.3f} bpp")
+    print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The benchmark: CompressAI-layout results, small-image MS-SSIM fallback, BD-rate, anchors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstmcodec import metrics
+from lstmcodec.cli import main
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def test_bench_writes_compressai_json(tmp_path, capsys):
+    # houses.png is 160 px on a side: below MS-SSIM's five scales, so it exercises the fallback
+    assert main(["bench", str(DATA), "--iterations", "1,2", "--codecs", "jpeg", "-o", str(tmp_path), "-q"]) == 0
+    table = capsys.readouterr().out
+    assert "Bjøntegaard" in table and "vs jpeg" in table
+    ours = json.loads((tmp_path / "lstmcodec.json").read_text())
+    jpeg = json.loads((tmp_path / "jpeg.json").read_text())
+    for r in (ours, jpeg):
+        assert {"name", "description", "results"} <= set(r)
+        assert {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"} <= set(r["results"])
+        assert all(0 < v <= 1 for v in r["results"]["ms-ssim-rgb"])
+    assert ours["results"]["setting"] == [1, 2]
+    assert ours["results"]["bpp"][0] < ours["results"]["bpp"][1]
+
+
+def test_ms_ssim_fallback_for_small_images():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    assert metrics.ms_ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < metrics.ms_ssim(noisy, a) < 0.99
+    tiny = a[:5, :5]
+    assert metrics.ms_ssim(tiny, tiny) == pytest.approx(1.0)
+
+
+def test_bd_rate():
+    r = np.array([0.25, 0.5, 1.0, 2.0])
+    d = np.array([30.0, 33.0, 36.0, 39.0])
+    assert metrics.bd_rate(r, d, r, d) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.bd_rate(r, d, r / 2, d) == pytest.approx(-50.0, abs=1e-6)
+    assert math.isnan(metrics.bd_rate(r, d, r, d + 100))
+
+
+@pytest.mark.kodak
+def test_jpeg_matches_the_anchor_on_kodak():
+    """Opt-in (pytest -m kodak): our JPEG measurement equals ../shared/anchors/classic-kodak.json within 0.002."""
+    from lstmcodec import bench
+
+    kodak = SHARED / "data" / "kodak"
+    if not kodak.is_dir():
+        pytest.skip("../shared/data/kodak is not here")
+    anchor = {e["q"]: e for e in json.loads((SHARED / "anchors" / "classic-kodak.json").read_text())["jpeg"]}
+    images = bench.load_images(kodak)
+    for p in bench.run_classic("jpeg", images, lambda m: None, qualities=[5, 20, 50]):
+        assert abs(p.mean("ms_ssim") - anchor[p.setting]["ms_ssim"]) < 0.002, p.setting
+        assert abs(p.mean("bpp") - anchor[p.setting]["bpp"]) < 0.01, p.setting

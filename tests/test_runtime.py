@@ -1,0 +1,75 @@
+"""The shared training runtime: exact resume, export, and a tiny two-process DDP run on the CPU."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lstmcodec import runtime
+from lstmcodec.weights import load_codec
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "scripts" / "train_codec.py"
+TINY = ["--width", "0.125", "--crop", "32", "--batch", "2", "--iterations", "2", "--schedule", "constant",
+        "--warmup", "0", "--eval-every", "0", "--log-every", "1", "--threads", "1", "--ema", "0.9"]
+
+
+def _train(out: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(out),
+                           "--steps", str(steps), *TINY, *extra], capture_output=True, text=True, timeout=300)
+
+
+def test_resume_is_exact(tmp_path):
+    r = _train(tmp_path / "straight", 4)
+    assert r.returncode == 0, r.stderr
+    assert _train(tmp_path / "resumed", 2).returncode == 0
+    r = _train(tmp_path / "resumed", 4)
+    assert r.returncode == 0 and "resumed from" in r.stderr
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["ema"]:
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+
+
+def test_export_gives_a_loadable_codec(tmp_path):
+    out = tmp_path / "w.pt"
+    r = _train(tmp_path / "run", 2, "--export", str(out), "--name", "tiny")
+    assert r.returncode == 0, r.stderr
+    codec = load_codec(str(out))
+    assert codec.name == "tiny" and codec.model.config.width == 0.125
+    assert all(v.dtype == torch.float16 for v in torch.load(out, weights_only=True)["state_dict"].values())
+    assert (tmp_path / "run" / "log.csv").read_text().startswith("step,")
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+           str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(tmp_path / "ddp"), "--steps", "2", *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    assert ck["step"] == 2
+
+
+def test_learning_rate_schedules():
+    cfg = runtime.FitConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert runtime.learning_rate(cfg, 0) == 0.1 and runtime.learning_rate(cfg, 9) == 1.0
+    assert abs(runtime.learning_rate(cfg, 100) - 0.1) < 1e-9
+    saw = runtime.FitConfig(steps=100, lr=1.0, warmup=0, schedule="sawtooth", cycle=10, min_lr_ratio=0.1)
+    assert runtime.learning_rate(saw, 0) == 1.0 and runtime.learning_rate(saw, 10) == 1.0
+    assert runtime.learning_rate(saw, 5) < 1.0
+
+
+def test_select_device_refuses_missing_cuda():
+    if not torch.cuda.is_available():
+        try:
+            runtime.select_device("cuda")
+        except ValueError as e:
+            assert "CUDA" in str(e)
+        else:
+            raise AssertionError("asking for CUDA without one must fail")
+    assert runtime.select_device("cpu").type == "cpu"

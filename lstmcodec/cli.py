@@ -106,24 +106,35 @@ def cli() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="output file ('-' for standard output)")
 @click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
-@click.option("-i", "--iterations", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="iterations: each adds 0.125 bpp before entropy coding")
+@click.option("-i", "--iterations", type=click.IntRange(1, 64), default=None,
+              help="iterations: each adds 0.125 bpp before entropy coding [default: 8; with a rate target, the most to try: 16]")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="rate target: the most iterations that fit this many bits per pixel")
+@click.option("--size", type=click.IntRange(min=1), help="rate target: the most iterations that fit this many bytes")
+@click.option("--quality", type=click.FloatRange(0, 1), help="quality target: the fewest iterations reaching this MS-SSIM")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def encode(inputs, output, out_dir, iterations, model, device, force, quiet) -> int:
+def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, device, force, quiet) -> int:
     """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
+    if sum(v is not None for v in (bpp, size, quality)) > 1:
+        raise click.UsageError("give at most one of --bpp, --size and --quality")
+    target = codec.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
     outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
 
     def work(inp: str, out: str) -> None:
+        max_iterations = iterations or (16 if target else 8)
         src = prepare(open_image(_read_input(inp), name="stdin" if inp == "-" else inp))
-        res = codec.encode_image(src, iterations, model, device)
+        if target is None:
+            res, chosen = codec.encode_image(src, max_iterations, model, device), max_iterations
+        else:
+            res, chosen = codec.encode_to_target(src, target, max_iterations, model, device)
+            _note(f"{inp}: chose {chosen} iterations", quiet)
         for n in res.notices:
             _note(f"notice: {inp}: {n}", quiet)
         _write_output(out, res.data)
         h, w = src.rgb.shape[:2]
-        _note(f"{inp} -> {out}: {w}x{h}, {iterations} iterations, {len(res.data)} bytes, "
+        _note(f"{inp} -> {out}: {w}x{h}, {chosen} iterations, {len(res.data)} bytes, "
               f"{8 * len(res.data) / (w * h):.4f} bpp", quiet)
 
     return _run_batch(inputs, outputs, work, quiet)

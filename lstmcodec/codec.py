@@ -137,6 +137,43 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
     return EncodeResult(container.write(header, payloads, alpha, icc), src.notices)
 
 
+@dataclass
+class RateTarget:
+    """What `encode_to_target` aims for: exactly one of bpp, size (bytes) or quality (MS-SSIM)."""
+    bpp: float | None = None
+    size: int | None = None
+    quality: float | None = None
+
+
+def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int = 16, model: str = DEFAULT_CODEC,
+                     device: str = "cpu") -> tuple[EncodeResult, int]:
+    """Rate control by prefix: encode once with `max_iterations`, keep the best prefix.
+
+    bpp / size: the most iterations whose whole file fits. quality: the fewest iterations whose
+    reconstruction reaches that MS-SSIM (RGB) against the input (all of them if none does).
+    Returns the result and the iterations kept."""
+    from .metrics import ms_ssim
+
+    full = encode_image(src, max_iterations, model, device)
+    h, w = src.rgb.shape[:2]
+    sizes = [len(container.truncate(full.data, k)) for k in range(1, max_iterations + 1)]
+    if target.quality is not None:
+        keep = max_iterations
+        for k, image in enumerate(decode_progressive(full.data, model=model, device=device), start=1):
+            if ms_ssim(np.asarray(image.convert("RGB")), src.rgb) >= target.quality:
+                keep = k
+                break
+        else:
+            full.notices.append(f"MS-SSIM {target.quality} not reached in {max_iterations} iterations; kept them all")
+    else:
+        budget = target.size if target.size is not None else target.bpp * w * h / 8
+        fitting = [k for k, n in enumerate(sizes, start=1) if n <= budget]
+        if not fitting:
+            raise CodecError(f"even 1 iteration needs {sizes[0]} bytes ({8 * sizes[0] / (w * h):.4f} bpp), over the budget")
+        keep = fitting[-1]
+    return EncodeResult(container.truncate(full.data, keep), full.notices), keep
+
+
 def encode(image, iterations: int = 8, model: str = DEFAULT_CODEC, device: str = "cpu") -> bytes:
     """Compress an image (path, PIL image, bytes or H x W x 3 uint8 array) to .lstm bytes."""
     return encode_image(prepare(open_image(image)), iterations, model, device).data

@@ -127,3 +127,12 @@ def read(data: bytes, max_pixels: int = MAX_PIXELS) -> LstmFile:
     if header.mode in ("RGBA", "LA") and f.alpha is None:
         raise CodecError("the file declares an alpha channel but has none")
     return f
+
+
+def truncate(data: bytes, iterations: int) -> bytes:
+    """The file with only its first `iterations` iteration chunks, its header saying so."""
+    f = read(data)
+    if not 1 <= iterations <= len(f.iterations):
+        raise CodecError(f"cannot keep {iterations} of {len(f.iterations)} iterations")
+    hd = Header(f.header.width, f.header.height, f.header.mode, iterations, f.header.model, f.header.fingerprint)
+    return write(hd, f.iterations[:iterations], f.alpha, f.icc)

@@ -147,3 +147,27 @@ def _png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_rate_control_by_bpp_size_and_quality(tmp_path, parrots_path):
+    out = tmp_path / "r.lstm"
+    r = run_cli("encode", parrots_path, "-o", out, "--bpp", "0.5")
+    assert r.returncode == 0, r.stderr
+    info = lstmcodec.info(out.read_bytes())
+    assert info.bpp <= 0.5 and info.iterations == info.declared_iterations
+    one_more = lstmcodec.encode(parrots_path, iterations=info.iterations + 1)
+    assert 8 * len(one_more) / (256 * 192) > 0.5  # it kept the most iterations that fit
+    assert b"chose" in r.stderr
+    r = run_cli("encode", parrots_path, "-o", out, "--size", "3000")
+    assert r.returncode == 0 and out.stat().st_size <= 3000
+    r = run_cli("encode", parrots_path, "-o", out, "--size", "10")
+    assert r.returncode == 1 and b"over the budget" in r.stderr
+    r = run_cli("encode", parrots_path, "-o", out, "--quality", "0.5", "-i", "6")
+    assert r.returncode == 0, r.stderr
+    k = lstmcodec.info(out.read_bytes()).iterations
+    from lstmcodec import metrics
+    src = np.asarray(Image.open(parrots_path).convert("RGB"))
+    assert metrics.ms_ssim(np.asarray(lstmcodec.decode(out.read_bytes())), src) >= 0.5
+    if k > 1:
+        assert metrics.ms_ssim(np.asarray(lstmcodec.decode(out.read_bytes(), iterations=k - 1)), src) < 0.5
+    assert run_cli("encode", parrots_path, "--bpp", "1", "--size", "100").returncode == 2

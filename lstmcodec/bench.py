@@ -187,7 +187,8 @@ def load_results(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
         if path.suffix == ".txt":
-            rows = [line.split() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+            rows = [line.replace(",", " ").split() for line in path.read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
             bpp, value = zip(*((float(a), float(b)) for a, b, *_ in rows))
             key = "ms-ssim-rgb" if "MS-SSIM" in str(path) else "psnr-rgb"
             return [{"name": path.stem, "description": str(path), "results": {"bpp": list(bpp), key: list(value)}}]

@@ -248,6 +248,22 @@ def bench(folder, iterations, codecs, model, device, out_dir, plot_path, compare
     return 0
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="the plot image (png, svg, pdf)")
+def plot(files, output) -> int:
+    """Plot results files (CompressAI JSON, tensorflow-compression .txt) as RD curves; needs matplotlib."""
+    from . import bench as bench_mod
+
+    try:
+        results = [r for f in files for r in bench_mod.load_results(f)]
+        bench_mod.plot(results, output)
+    except (ValueError, RuntimeError) as e:
+        raise CodecError(str(e)) from None
+    click.echo(f"plot written to {output}", err=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="lstmcodec", standalone_mode=False)

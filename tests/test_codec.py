@@ -12,7 +12,7 @@ from lstmcodec import metrics
 
 # Quality bands measured with the bundled lstm-w25 weights on tests/data/parrots.png
 # (see weights/README.md); each floor sits a little under the measured value.
-MSSSIM_FLOOR = {1: 0.0, 2: 0.0, 4: 0.0, 8: 0.0}
+MSSSIM_FLOOR = {1: 0.74, 2: 0.84, 4: 0.87, 8: 0.90}  # measured: 0.766, 0.864, 0.894, 0.923
 
 
 def _decode_rgb(data: bytes, iterations=None) -> np.ndarray:

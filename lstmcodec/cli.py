@@ -121,9 +121,9 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, devic
         raise click.UsageError("give at most one of --bpp, --size and --quality")
     target = codec.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
     outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
+    max_iterations = iterations or (16 if target else 8)
 
     def work(inp: str, out: str) -> None:
-        max_iterations = iterations or (16 if target else 8)
         src = prepare(open_image(_read_input(inp), name="stdin" if inp == "-" else inp))
         if target is None:
             res, chosen = codec.encode_image(src, max_iterations, model, device), max_iterations

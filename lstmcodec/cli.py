@@ -206,7 +206,7 @@ def _parse_range(text: str) -> list[int]:
 @click.option("--codecs", default="jpeg,webp,jpeg2000,avif", show_default=True, help="classical codecs (Pillow) beside it")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("-o", "--output", "out_dir", help="folder for the results: one CompressAI-layout JSON per codec")
+@click.option("-o", "--output", "out_dir", help="results: a .json file (a list, one CompressAI-layout object per codec) or a folder (one file per codec)")
 @click.option("--plot", "plot_path", help="write an RD plot (MS-SSIM dB and PSNR against bpp); needs matplotlib")
 @click.option("--compare", multiple=True, help="CompressAI-layout JSON files to overlay on the plot")
 @click.option("--per-image", is_flag=True, help="store per-image values in the JSON")
@@ -229,7 +229,10 @@ def bench(folder, iterations, codecs, model, device, out_dir, plot_path, compare
     click.echo(bench_mod.summary_table(ours, others))
     results = [ours] + list(others.values())
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
-    if out_dir:
+    if out_dir and out_dir.endswith(".json"):
+        atomic_write(out_dir, (json.dumps(clean, indent=2) + "\n").encode())
+        click.echo(f"results written to {out_dir}", err=True)
+    elif out_dir:
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         for key, r in zip(["lstmcodec"] + list(others), clean):

@@ -30,6 +30,16 @@ def test_bench_writes_compressai_json(tmp_path, capsys):
     assert ours["results"]["bpp"][0] < ours["results"]["bpp"][1]
 
 
+def test_bench_single_json_file_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "all.json"
+    assert main(["bench", str(DATA), "--iterations", "1", "--codecs", "jpeg", "-o", str(out), "-q"]) == 0
+    results = json.loads(out.read_text())
+    assert [r["name"].split()[0] for r in results] == ["lstmcodec", "JPEG"]
+    assert main(["plot", str(out), "-o", str(tmp_path / "rd.png")]) == 0
+    assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_ms_ssim_fallback_for_small_images():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)

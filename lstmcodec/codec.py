@@ -156,7 +156,6 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
 
     full = encode_image(src, max_iterations, model, device)
     h, w = src.rgb.shape[:2]
-    sizes = [len(container.truncate(full.data, k)) for k in range(1, max_iterations + 1)]
     if target.quality is not None:
         keep = max_iterations
         for k, image in enumerate(decode_progressive(full.data, model=model, device=device), start=1):
@@ -167,6 +166,8 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
             full.notices.append(f"MS-SSIM {target.quality} not reached in {max_iterations} iterations; kept them all")
     else:
         budget = target.size if target.size is not None else target.bpp * w * h / 8
+        fi = info(full.data)
+        sizes = (fi.file_bytes - sum(fi.iteration_bytes) + np.cumsum(fi.iteration_bytes)).tolist()  # each prefix file
         fitting = [k for k, n in enumerate(sizes, start=1) if n <= budget]
         if not fitting:
             raise CodecError(f"even 1 iteration needs {sizes[0]} bytes ({8 * sizes[0] / (w * h):.4f} bpp), over the budget")

@@ -1,4 +1,4 @@
-"""The command line: encode, decode, info. Thin: parse, call, report, exit codes.
+"""The command line: encode, decode, info, bench, plot, denoise, classify. Thin: parse, call, report, exit codes.
 
 Exit codes: 0 success; 1 bad input, corrupt file or model mismatch (one line `error: ...`
 on stderr); 2 usage; 130 interrupted. Outputs are written atomically; inputs are never touched.
@@ -14,7 +14,7 @@ import click
 from . import __version__, codec
 from .errors import CodecError
 from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare
-from .weights import DEFAULT_CODEC
+from .weights import DEFAULT_CODEC, DEFAULT_DENOISER
 
 
 def _err(msg: str) -> None:
@@ -38,8 +38,10 @@ def _write_output(path: str, data: bytes) -> None:
         atomic_write(path, data)
 
 
-def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str, force: bool) -> list[str]:
-    """Where each input goes. Default names (IN with a new suffix) never overwrite an existing file without --force."""
+def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str, force: bool,
+                  tag: str = "") -> list[str]:
+    """Where each input goes: IN's stem + tag + suffix, beside IN or in out_dir.
+    Default names never overwrite an existing file without --force."""
     if output and out_dir:
         raise click.UsageError("give -o/--output or -d/--out-dir, not both")
     if output and len(inputs) > 1:
@@ -55,9 +57,9 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | No
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise CodecError(f"{out_dir}: cannot create the folder ({e.strerror})") from None
-        outs = [str(d / (("stdin" if i == "-" else Path(i).stem) + suffix)) for i in inputs]
+        outs = [str(d / (("stdin" if i == "-" else Path(i).stem) + tag + suffix)) for i in inputs]
     else:
-        outs = ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
+        outs = ["-" if i == "-" else str(Path(i).with_name(Path(i).stem + tag + suffix)) for i in inputs]
     for i, o in zip(inputs, outs):
         if o != "-" and not force and Path(o).exists() and not out_dir:
             raise CodecError(f"{o} already exists (name the output with -o, or pass --force to overwrite it)")
@@ -112,10 +114,12 @@ def cli() -> None:
 @click.option("--size", type=click.IntRange(min=1), help="rate target: the most iterations that fit this many bytes")
 @click.option("--quality", type=click.FloatRange(0, 1), help="quality target: the fewest iterations reaching this MS-SSIM")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
+@click.option("--denoise", "denoise_first", is_flag=True, help="denoise before coding (noise costs bits)")
+@click.option("--denoiser", default=DEFAULT_DENOISER, show_default=True, help="the denoiser --denoise uses: bundled name or weights path")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, device, force, quiet) -> int:
+def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, denoise_first, denoiser, device, force, quiet) -> int:
     """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
     if sum(v is not None for v in (bpp, size, quality)) > 1:
         raise click.UsageError("give at most one of --bpp, --size and --quality")
@@ -124,7 +128,11 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, devic
     max_iterations = iterations or (16 if target else 8)
 
     def work(inp: str, out: str) -> None:
-        src = prepare(open_image(_read_input(inp), name="stdin" if inp == "-" else inp))
+        image = open_image(_read_input(inp), name="stdin" if inp == "-" else inp)
+        if denoise_first:
+            from .denoise import denoise as run_denoiser
+            image = run_denoiser(image, denoiser, device)
+        src = prepare(image)
         if target is None:
             res, chosen = codec.encode_image(src, max_iterations, model, device), max_iterations
         else:
@@ -265,6 +273,54 @@ def plot(files, output) -> int:
         raise CodecError(str(e)) from None
     click.echo(f"plot written to {output}", err=True)
     return 0
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="output image; its suffix picks the format; '-' writes PNG to standard output")
+@click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
+@click.option("--model", default=DEFAULT_DENOISER, show_default=True, help="bundled denoiser (photo, mnist) or weights path")
+@click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
+@click.option("-q", "--quiet", is_flag=True, help="print only errors")
+def denoise(inputs, output, out_dir, model, fmt, device, force, quiet) -> int:
+    """Remove noise from images; writes IN-denoised.png beside each input unless told otherwise."""
+    from .denoise import denoise as run_denoiser
+
+    outputs = _plan_outputs(inputs, output, out_dir, "." + (fmt or "png").lower(), force, tag="" if out_dir else "-denoised")
+
+    def work(inp: str, out: str) -> None:
+        notices: list[str] = []
+        image = run_denoiser(open_image(_read_input(inp), name="stdin" if inp == "-" else inp), model, device, notices)
+        for n in notices:
+            _note(f"notice: {inp}: {n}", quiet)
+        _write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out))))
+        _note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
+
+    return _run_batch(inputs, outputs, work, quiet)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", default="cifar10", show_default=True, help="bundled classifier (cifar10, mnist) or weights path")
+@click.option("--top", "-k", type=click.IntRange(min=1), default=3, show_default=True, help="how many classes to list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output: one JSON object per image, one per line")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+def classify(inputs, model, top, as_json, device) -> int:
+    """Name what images show (images are resized to the model's input size)."""
+    from .classify import classify as run_classifier
+
+    def work(inp: str, _out: str) -> None:
+        preds = run_classifier(open_image(_read_input(inp), name="stdin" if inp == "-" else inp), model, top, device)
+        if as_json:
+            click.echo(json.dumps({"image": inp, "predictions": [p.__dict__ for p in preds]}))
+        else:
+            click.echo(f"{inp}: " + ", ".join(f"{p.label} {p.probability:.1%}" for p in preds))
+
+    if "-" in inputs and len(inputs) > 1:
+        raise click.UsageError("'-' (standard input) cannot be mixed with other inputs")
+    return _run_batch(inputs, ["-"] * len(inputs), work, quiet=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,17 @@
-"""Datasets for the training scripts: random crops from image folders (codec, colour denoiser).
+"""Datasets for the training scripts: random crops from image folders (codec, colour denoiser),
+MNIST / CIFAR-10 / class folders (classifier, small denoisers), augmentation and noise models.
 
 Every sampler is a pure function of (seed, step) -> batch, which is what makes resume exact.
 """
 from __future__ import annotations
 
+import gzip
+import io
+import math
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -83,3 +91,213 @@ class RandomCrops:
         batch[flip_h] = batch[flip_h].flip(-1)
         batch[flip_v] = batch[flip_v].flip(-2)
         return to_unit(batch)
+
+
+# ----------------------------------------------------------------------------- labelled image sets
+
+
+@dataclass
+class Labelled:
+    """A labelled image set held in memory: uint8 images N x C x H x W, int64 labels N, class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_mnist(folder: str | Path, split: str = "train") -> Labelled:
+    """MNIST from the standard idx files (gzipped or not): train-* or t10k-*."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = _read_idx(_find(Path(folder), f"{prefix}-images-idx3-ubyte"), 3)
+    labels = _read_idx(_find(Path(folder), f"{prefix}-labels-idx1-ubyte"), 1)
+    if len(images) != len(labels):
+        raise ValueError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
+    return Labelled(images.unsqueeze(1), labels.long(), [str(d) for d in range(10)])
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder}: no {stem}[.gz]")
+
+
+def _read_idx(path: Path, ndim: int) -> torch.Tensor:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    magic, = struct.unpack(">I", raw[:4])
+    if magic != 0x0800 | ndim:
+        raise ValueError(f"{path}: not an idx file of unsigned bytes with {ndim} dimension(s)")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    body = raw[4 + 4 * ndim:]
+    if len(body) != math.prod(dims):
+        raise ValueError(f"{path}: {len(body)} bytes of data, the header says {math.prod(dims)}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def load_cifar10(path: str | Path, split: str = "train") -> Labelled:
+    """CIFAR-10 from the official `cifar-10-batches-py` pickles, a folder `train|test/<class>/*.png`, or a zip of it."""
+    path = Path(path)
+    if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
+        path = path / "cifar-10-batches-py"
+    if path.is_dir() and (path / "batches.meta").is_file():
+        return _cifar_pickles(path, split)
+    if path.is_dir():
+        return load_image_folder(path / split, size=32, classes=CIFAR10_CLASSES)
+    if path.suffix == ".zip":
+        return _cifar_zip(path, split)
+    raise FileNotFoundError(f"{path}: neither cifar-10-batches-py, an image folder nor a zip")
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Only what the CIFAR pickles need (numpy arrays); anything else is refused, so a file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        d = _SafeUnpickler(f, encoding="bytes").load()
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def _cifar_pickles(folder: Path, split: str) -> Labelled:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    parts = [_unpickle(folder / n) for n in names]
+    images = torch.from_numpy(np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts]).reshape(-1, 3, 32, 32))
+    labels = torch.tensor([int(v) for p in parts for v in p["labels"]])
+    meta = _unpickle(folder / "batches.meta")
+    classes = [c.decode() if isinstance(c, bytes) else c for c in meta["label_names"]]
+    return Labelled(images, labels, classes)
+
+
+def _cifar_zip(path: Path, split: str) -> Labelled:
+    images, labels = [], []
+    with zipfile.ZipFile(path) as z:
+        for name in sorted(z.namelist()):
+            parts = name.split("/")
+            if len(parts) < 3 or not name.lower().endswith(".png") or parts[-3] != split or parts[-2] not in CIFAR10_CLASSES:
+                continue
+            with Image.open(io.BytesIO(z.read(name))) as im:
+                images.append(np.asarray(im.convert("RGB")))
+            labels.append(CIFAR10_CLASSES.index(parts[-2]))
+    if not images:
+        raise FileNotFoundError(f"{path}: no {split}/<class>/*.png inside")
+    return Labelled(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels), CIFAR10_CLASSES)
+
+
+def load_image_folder(folder: str | Path, size: int, classes: Sequence[str] | None = None, gray: bool = False) -> Labelled:
+    """One sub-folder per class; every image is resized to size x size (RGB, or L with gray=True)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such image folder: {folder}")
+    classes = list(classes) if classes else sorted(d.name for d in folder.iterdir() if d.is_dir())
+    images, labels = [], []
+    for k, c in enumerate(classes):
+        for f in sorted(p for p in (folder / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            with Image.open(f) as im:
+                im = im.convert("L" if gray else "RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.BICUBIC)
+                a = np.asarray(im)
+            images.append(a[None] if gray else a.transpose(2, 0, 1))
+            labels.append(k)
+    if not images:
+        raise FileNotFoundError(f"no images found in {folder}/<class>/")
+    return Labelled(torch.from_numpy(np.stack(images)), torch.tensor(labels), classes)
+
+
+class EpochBatches:
+    """Shuffled mini-batches over N items, epoch after epoch: step -> indices, a pure function of (seed, step)."""
+
+    def __init__(self, n: int, batch: int, seed: int = 0):
+        if n < batch:
+            raise ValueError(f"{n} items are fewer than one batch of {batch}")
+        self.n, self.batch, self.seed = n, batch, seed
+        self.steps_per_epoch = n // batch
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        return self._perm[i * self.batch:(i + 1) * self.batch]
+
+
+def augment(x: torch.Tensor, g: torch.Generator, translate: int = 0, flip: bool = False) -> torch.Tensor:
+    """Random translation by up to `translate` pixels (zero fill) and horizontal flips, per image, vectorised."""
+    n, _, h, w = x.shape
+    if translate:
+        p = translate
+        xp = torch.nn.functional.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=g).to(x.device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=g).to(x.device)
+        ar_h, ar_w = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        rows = (dy[:, None] + ar_h)[:, :, None]
+        cols = (dx[:, None] + ar_w)[:, None, :]
+        x = xp[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        f = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        x = torch.where(f[:, None, None, None], x.flip(-1), x)
+    return x.contiguous()
+
+
+# ----------------------------------------------------------------------------- noise models (images in [0, 1])
+
+
+@dataclass
+class Noise:
+    """A noise model. kind: gaussian | speckle | salt-pepper | poisson | mix (half gaussian, half speckle).
+
+    gaussian: mean and variance on the 0-255 scale; sigma_max > 0 makes it blind (std drawn uniformly
+    in [sigma_min, sigma_max] per image, mean 0). speckle: x + x * n * scale, n ~ N(0, 1).
+    salt-pepper: a fraction `amount` of pixels set to 0 or 1. poisson: Poisson(x * peak) / peak.
+    """
+
+    kind: str = "gaussian"
+    mean: float = 0.0
+    var: float = 625.0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.0
+    scale: float = 1.0
+    amount: float = 0.05
+    peak: float = 30.0
+    clip: bool = True
+
+    KINDS = ("gaussian", "speckle", "salt-pepper", "poisson", "mix")
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        kind = self.kind
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown noise '{kind}' (one of {', '.join(self.KINDS)})")
+        if kind == "mix":
+            half = torch.rand(len(x), generator=g) < 0.5
+            a = Noise(**{**self.__dict__, "kind": "gaussian"})(x, g)
+            b = Noise(**{**self.__dict__, "kind": "speckle"})(x, g)
+            return torch.where(half[:, None, None, None], a, b)
+        if kind == "gaussian":
+            if self.sigma_max > 0:
+                sigma = self.sigma_min + (self.sigma_max - self.sigma_min) * torch.rand(len(x), 1, 1, 1, generator=g)
+                y = x + sigma / 255 * torch.randn(x.shape, generator=g)
+            else:
+                y = x + (self.mean + math.sqrt(self.var) * torch.randn(x.shape, generator=g)) / 255
+        elif kind == "speckle":
+            y = x + x * torch.randn(x.shape, generator=g) * self.scale
+        elif kind == "salt-pepper":
+            u = torch.rand(x.shape, generator=g)
+            y = torch.where(u < self.amount / 2, 0.0, torch.where(u > 1 - self.amount / 2, 1.0, x))
+        else:
+            y = torch.poisson(x.clamp(min=0) * self.peak, generator=g) / self.peak
+        return y.clamp(0, 1) if self.clip else y

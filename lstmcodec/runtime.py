@@ -138,6 +138,18 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------------------- the training loop
 
 
+def add_runtime_arguments(p) -> None:
+    """The command-line options every training script shares (argparse)."""
+    g = p.add_argument_group("runtime")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    g.add_argument("--checkpoint-every", type=float, default=300, help="seconds between checkpoints")
+    g.add_argument("--time-limit", type=float, default=0, help="seconds; stop with a checkpoint after this long (0: none)")
+
+
 @dataclass
 class FitConfig:
     out_dir: str = "runs/default"
@@ -145,9 +157,11 @@ class FitConfig:
     lr: float = 2e-3
     warmup: int = 200            # linear warm-up steps, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.05
-    schedule: str = "cosine"     # "cosine", "constant" or "sawtooth" (cycles of `cycle` steps between lr and lr*min_lr_ratio)
+    schedule: str = "cosine"     # "cosine", "linear" (decay to lr*min_lr_ratio), "constant" or "sawtooth"
+                                 # (cycles of `cycle` steps from lr down to lr*min_lr_ratio)
     cycle: int = 1000
     weight_decay: float = 0.0
+    optimizer: str = "adamw"     # "adamw" or "sgd" (Nesterov momentum 0.9)
     clip: float = 1.0            # gradient-norm clip (0: off)
     ema: float = 0.0             # EMA decay of the weights (0: off); the EMA model is evaluated and exported
     amp: bool = True             # bf16 autocast on CUDA
@@ -171,6 +185,8 @@ def learning_rate(cfg: FitConfig, step: int) -> float:
         phase = ((step - cfg.warmup) % cfg.cycle) / cfg.cycle
         return cfg.lr - (cfg.lr - lo) * phase
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.schedule == "linear":
+        return cfg.lr - (cfg.lr - lo) * progress
     return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * progress))
 
 
@@ -187,13 +203,16 @@ def fit(
     batch_fn: Callable[[int], Any],
     loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict]],
     cfg: FitConfig,
-    evaluate: Callable[[nn.Module], dict] | None = None,
+    evaluate: Callable[[nn.Module, int], dict] | None = None,
     meta: dict | None = None,
+    stop: Callable[[dict], bool] | None = None,
 ) -> FitResult:
     """Train `model` for cfg.steps steps, resuming from cfg.out_dir/last.pt when it exists.
 
     batch_fn(step) returns the batch of a step (tensors or tuples of tensors, on the CPU);
     loss_fn(model, batch) returns (loss, metrics to log). `meta` is saved in every checkpoint.
+    evaluate(model, step) returns metrics, logged with the elapsed training time; when stop(metrics) is
+    true the run ends there (a target reached), with a checkpoint.
     """
     dist, device = init_distributed(cfg.device)
     out = Path(cfg.out_dir)
@@ -203,7 +222,10 @@ def fit(
 
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, elapsed = 0, 0.0
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -239,6 +261,7 @@ def fit(
     finished = True
     model.train()
     metrics: dict = {}
+    results: dict | None = None
     while step < cfg.steps:
         lr = learning_rate(cfg, step)
         for g in opt.param_groups:
@@ -266,14 +289,23 @@ def fit(
             logger.write(row)
             eta = sps * (cfg.steps - step)
             log(f"step {step}/{cfg.steps} loss {float(loss.detach()):.4f} lr {lr:.2e} {sps:.2f}s/step eta {eta/60:.0f}min")
-        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-            _run_eval(evaluate, ema or model, step, logger, dist)
+        results = None
+        if evaluate is not None and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+            t_eval = time.time()
+            results = _run_eval(evaluate, ema or model, step, logger, dist, elapsed + t_eval - t0)
+            t0 += time.time() - t_eval  # `elapsed` counts training time, not evaluation
+            last_log += time.time() - t_eval
             model.train()
+        reached = _agree(stop is not None and results is not None and dist.main and stop(results), dist, device)
         over_time = _agree(bool(cfg.time_limit_s) and (elapsed + time.time() - t0) >= cfg.time_limit_s, dist, device)
         due = _agree(time.time() - last_ckpt >= cfg.checkpoint_every_s, dist, device)
-        if due or step == cfg.steps or over_time:
+        if due or step == cfg.steps or over_time or reached:
             save(step)
             last_ckpt = time.time()
+        if reached:
+            if dist.main:
+                log(f"target reached at step {step}")
+            break
         if over_time and step < cfg.steps:
             if dist.main:
                 log(f"time limit reached at step {step}; checkpoint saved to {ckpt_path}")
@@ -282,9 +314,10 @@ def fit(
 
     final = ema or model
     final.eval()
-    results = dict(metrics)
-    if evaluate is not None and finished:
-        results = _run_eval(evaluate, final, step, logger, dist)
+    if results is None:
+        results = dict(metrics)
+        if evaluate is not None and finished:
+            results = _run_eval(evaluate, final, step, logger, dist, elapsed + time.time() - t0)
     if dist.world_size > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -300,14 +333,14 @@ def _agree(flag: bool, dist: Dist, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def _run_eval(evaluate, model: nn.Module, step: int, logger: CSVLog | None, dist: Dist) -> dict:
+def _run_eval(evaluate, model: nn.Module, step: int, logger: CSVLog | None, dist: Dist, elapsed: float) -> dict:
     if not dist.main:
         return {}
     model.eval()
     with torch.no_grad():
-        res = evaluate(model)
-    logger.write({"step": step, **{f"val_{k}": v for k, v in res.items()}})
-    log(f"eval @ {step}: " + " ".join(f"{k} {v:.4f}" for k, v in res.items()))
+        res = evaluate(model, step)
+    logger.write({"step": step, "elapsed_s": elapsed, **{f"val_{k}": v for k, v in res.items()}})
+    log(f"eval @ {step} ({elapsed:.1f} s of training): " + " ".join(f"{k} {v:.4f}" for k, v in res.items()))
     return res
 
 

@@ -2,12 +2,15 @@
 
 A weights file is a plain dict saved with torch.save and loaded with weights_only=True:
     {"format": "lstmcodec-weights/1", "name": str, "config": dict, "state_dict": {str: tensor}, "meta": dict}
+and, for denoisers and classifiers, "task" ("denoise" | "classify") and "arch" (see nets/). The registry
+weights/index.json has one section per task: {"codec": {name: entry}, "denoise": {...}, "classify": {...}}.
 Its identity is `fingerprint`: the first 8 bytes of a SHA-256 over the tensors (names, shapes, dtypes,
 bytes), which the .lstm header records so that a file made with other weights is refused.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from .nets.recurrent import CodecConfig, RecurrentCodec
 
 FORMAT = "lstmcodec-weights/1"
 DEFAULT_CODEC = "lstm-w25"
+DEFAULT_DENOISER = "photo"
 
 
 def weights_dir() -> Path:
@@ -61,18 +65,16 @@ def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta
     return fingerprint(sd)
 
 
-def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
-    """Load bundled weights by name, or any weights file by path. Raises ValueError with a clear message."""
+def _read_weights(kind: str, name_or_path: str) -> tuple[Path, dict]:
+    """The weights dict of a bundled name (SHA-256 checked) or of a file path. Raises ValueError with a clear message."""
     path = Path(name_or_path)
     expected_sha = None
     if not path.suffix or not path.exists():
-        reg = registry()
-        if name_or_path not in reg.get("codec", {}):
-            known = ", ".join(sorted(reg.get("codec", {})))
-            raise ValueError(f"unknown model '{name_or_path}' (bundled: {known}; or give a path to a .pt file)")
-        entry = reg["codec"][name_or_path]
-        path = weights_dir() / entry["file"]
-        expected_sha = entry.get("sha256")
+        reg = registry().get(kind, {})
+        if name_or_path not in reg:
+            raise ValueError(f"unknown model '{name_or_path}' (bundled: {', '.join(sorted(reg))}; or give a path to a .pt file)")
+        path = weights_dir() / reg[name_or_path]["file"]
+        expected_sha = reg[name_or_path].get("sha256")
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -80,17 +82,67 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "
     if expected_sha and hashlib.sha256(raw).hexdigest() != expected_sha:
         raise ValueError(f"weights file {path} does not match its recorded SHA-256 (tampered or damaged)")
     try:
-        import io
         blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for foreign files
         raise ValueError(f"{path} is not a loadable weights file ({type(e).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or not isinstance(blob.get("state_dict"), dict):
         raise ValueError(f"{path} is not an lstmcodec weights file")
-    model = RecurrentCodec(CodecConfig.from_dict(blob["config"]))
-    sd = blob["state_dict"]
+    if blob.get("task", "codec") != kind:
+        raise ValueError(f"{path} holds a {blob.get('task')} model, not a {kind} model")
+    return path, blob
+
+
+def _load_state(model: torch.nn.Module, path: Path, sd: dict) -> None:
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     except RuntimeError:
         raise ValueError(f"{path}: its tensors do not fit its own configuration") from None
+
+
+def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Load bundled codec weights by name, or any codec weights file by path."""
+    path, blob = _read_weights("codec", name_or_path)
+    try:
+        model = RecurrentCodec(CodecConfig.from_dict(blob["config"]))
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: bad model configuration ({e})") from None
+    _load_state(model, path, blob["state_dict"])
     model.eval().requires_grad_(False).to(device)
-    return LoadedCodec(blob["name"], model, fingerprint(sd), blob.get("meta", {}))
+    return LoadedCodec(blob["name"], model, fingerprint(blob["state_dict"]), blob.get("meta", {}))
+
+
+@dataclass
+class LoadedNet:
+    """A denoiser or classifier: its name, network (eval mode), architecture, configuration and provenance."""
+
+    name: str
+    task: str
+    arch: str
+    model: torch.nn.Module
+    config: dict
+    meta: dict
+
+
+def export_net(model: torch.nn.Module, path: str | os.PathLike, name: str, task: str, arch: str,
+               config: dict, meta: dict | None = None) -> None:
+    """Write a denoiser (task "denoise") or classifier ("classify") weights file, fp16, atomically."""
+    from .runtime import atomic_save
+
+    sd = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save({"format": FORMAT, "task": task, "name": name, "arch": arch, "config": config,
+                 "state_dict": sd, "meta": meta or {}}, path)
+
+
+def load_net(task: str, name_or_path: str, device: str | torch.device = "cpu") -> LoadedNet:
+    """Load a bundled denoiser / classifier by name, or a weights file by path."""
+    from .nets import classify, denoise
+
+    path, blob = _read_weights(task, name_or_path)
+    builder = {"denoise": denoise.build, "classify": classify.build}[task]
+    try:
+        model = builder(blob["arch"], blob["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: bad model configuration ({e})") from None
+    _load_state(model, path, blob["state_dict"])
+    model.eval().requires_grad_(False).to(device)
+    return LoadedNet(blob["name"], task, blob["arch"], model, blob["config"], blob.get("meta", {}))

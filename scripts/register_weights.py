@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Record a weights file in weights/index.json (name -> file, SHA-256), making it a bundled model.
 
-    python scripts/register_weights.py weights/lstm-w25.pt [--default]
+    python scripts/register_weights.py weights/lstm-w25.pt      (the section, codec / denoise / classify, is the file's task)
 """
 from __future__ import annotations
 
@@ -19,21 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path)
-    p.add_argument("--kind", default="codec", help="codec, denoise or classify")
     args = p.parse_args()
     blob = torch.load(args.file, map_location="cpu", weights_only=True)
-    name = blob["name"]
+    name, kind = blob["name"], blob.get("task", "codec")
     if args.file.resolve().parent != (ROOT / "weights").resolve():
         sys.exit("error: bundled weights live in weights/")
     index_path = ROOT / "weights" / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    index.setdefault(args.kind, {})[name] = {
+    index.setdefault(kind, {})[name] = {
         "file": args.file.name,
         "sha256": hashlib.sha256(args.file.read_bytes()).hexdigest(),
         "config": blob.get("config", {}),
+        **({"arch": blob["arch"]} if "arch" in blob else {}),
     }
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    print(f"registered {args.kind} model '{name}' -> weights/{args.file.name}")
+    print(f"registered {kind} model '{name}' -> weights/{args.file.name}")
     return 0
 
 

@@ -42,14 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-lr-ratio", type=float, default=0.05)
     p.add_argument("--clip", type=float, default=0.5)
     p.add_argument("--ema", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--compile", action="store_true")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--log-every", type=int, default=20)
-    p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between checkpoints")
-    p.add_argument("--time-limit", type=float, default=0, help="seconds; stop with a checkpoint after this long (0: none)")
+    runtime.add_runtime_arguments(p)
     p.add_argument("--export", help="write the trained weights (fp16) to this .pt file when training finishes")
     p.add_argument("--name", default="lstm-w25", help="model name recorded in the exported weights")
     p.add_argument("--export-only", action="store_true", help="export OUT/last.pt (its EMA weights if any) to --export and exit")
@@ -83,13 +78,13 @@ def main(argv=None) -> int:
         x, t = batch
         return residual_l1(net, x, int(t))
 
-    def evaluate(net) -> dict:
+    def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)
 
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=args.steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
         min_lr_ratio=args.min_lr_ratio, clip=args.clip, ema=args.ema, seed=args.seed, device=args.device,
-        compile=args.compile, eval_every=args.eval_every, log_every=args.log_every, checkpoint_every_s=args.checkpoint_every,
+        compile=args.compile, amp=not args.no_amp, eval_every=args.eval_every, log_every=args.log_every, checkpoint_every_s=args.checkpoint_every,
         time_limit_s=args.time_limit, extra=vars(args),
     )
     result = runtime.fit(model, batch_fn, loss_with_t, fit_cfg, evaluate=evaluate if val else None,

@@ -1,0 +1,74 @@
+"""Denoising photographs (and digits) with a bundled or given denoiser.
+
+Whole images of any size: the residual networks run on tiles whose margins cover their receptive field,
+so the stitched result equals a single pass over the whole image (no seams) while memory stays bounded.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import CodecError
+from .imageio import open_image, prepare, to_pil
+from .runtime import select_device
+from .weights import DEFAULT_DENOISER, LoadedNet, load_net
+
+TILE = 512  # pixels per tile side, before margins
+
+
+@lru_cache(maxsize=4)
+def get_denoiser(name_or_path: str = DEFAULT_DENOISER, device: str = "cpu") -> LoadedNet:
+    try:
+        return load_net("denoise", name_or_path, select_device(device))
+    except ValueError as e:
+        raise CodecError(str(e)) from None
+
+
+def margin(net: LoadedNet) -> int:
+    """Pixels of context each output pixel depends on (the receptive radius), rounded up to the unshuffle factor."""
+    c = net.config
+    if net.arch != "residual":
+        return 0
+    d = c.get("down", 1)
+    return (c["depth"] * d + 2 * d) // d * d
+
+
+@torch.inference_mode()
+def denoise_array(x: np.ndarray, net: LoadedNet, tile: int = TILE) -> np.ndarray:
+    """H x W x C uint8 (C = the network's channels) -> denoised H x W x C uint8."""
+    device = next(net.model.parameters()).device
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().div(255)
+    h, w = t.shape[-2:]
+    m = margin(net)
+    if net.arch != "residual" or (h <= tile and w <= tile):
+        out = net.model(t.to(device)).float().cpu()
+    else:
+        out = torch.empty_like(t)
+        for y in range(0, h, tile):
+            for x0 in range(0, w, tile):
+                y1, x1 = min(y + tile, h), min(x0 + tile, w)
+                ya, xa = max(0, y - m), max(0, x0 - m)
+                yb, xb = min(h, y1 + m), min(w, x1 + m)
+                piece = net.model(t[..., ya:yb, xa:xb].to(device)).float().cpu()
+                out[..., y:y1, x0:x1] = piece[..., y - ya:y1 - ya, x0 - xa:x1 - xa]
+    return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def denoise(source, model: str = DEFAULT_DENOISER, device: str = "cpu", notices: list[str] | None = None) -> Image.Image:
+    """Denoise an image (path, bytes, PIL image or uint8 array); its mode, alpha and ICC profile are kept."""
+    src = prepare(open_image(source))
+    if notices is not None:
+        notices += src.notices
+    net = get_denoiser(model, device)
+    channels = net.config.get("in_channels", 3)
+    if channels == 1:
+        gray = np.asarray(Image.fromarray(src.rgb).convert("L"))[..., None]
+        rgb = np.repeat(denoise_array(gray, net), 3, axis=2)
+        mode = "LA" if src.alpha is not None else "L"
+    else:
+        rgb = denoise_array(src.rgb, net)
+        mode = src.mode
+    return to_pil(rgb, mode, src.alpha, src.icc)

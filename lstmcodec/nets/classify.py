@@ -1,0 +1,89 @@
+"""Image classifiers: the 8-layer CNN of the MNIST experiment and a fast residual CNN for CIFAR-10.
+
+Every network takes standardised float images (`normalize`, N x C x H x W) and returns logits. `build(arch, config)`
+rebuilds one from the configuration stored in its weights file.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MnistCNN(nn.Module):
+    """conv 16, conv 16, max-pool, conv 32, conv 32, max-pool, dense 128, dense classes (3x3 kernels).
+
+    Batch norm after each convolution and dropout before the dense layers regularise it.
+    """
+
+    def __init__(self, in_channels: int = 1, classes: int = 10, size: int = 28, dropout: float = 0.25):
+        super().__init__()
+
+        def conv(ci, co):
+            return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(conv(in_channels, 16), conv(16, 16), nn.MaxPool2d(2),
+                                      conv(16, 32), conv(32, 32), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(32 * (size // 4) ** 2, 128),
+                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(128, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ConvGroup(nn.Module):
+    """conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU: halves the resolution, changes the width."""
+
+    def __init__(self, ci: int, co: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ci, co, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(co)
+        self.conv2 = nn.Conv2d(co, co, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(co)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn1(nn.functional.max_pool2d(self.conv1(x), 2)))
+        return x + self.act(self.bn2(self.conv2(x)))  # a residual second convolution
+
+
+class FastResNet(nn.Module):
+    """A small, fast CIFAR-10 network in the style of the speed-record nets: a stem convolution, three
+    groups that each halve the resolution (32 -> 16 -> 8 -> 4), global max-pool, one linear layer."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 10, widths: tuple[int, ...] = (64, 128, 256), scale: float = 1 / 9):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0] // 2, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0] // 2), nn.GELU())
+        groups, ci = [], widths[0] // 2
+        for co in widths:
+            groups.append(ConvGroup(ci, co))
+            ci = co
+        self.groups = nn.Sequential(*groups)
+        self.fc = nn.Linear(ci, classes, bias=False)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.groups(self.stem(x))
+        return self.fc(torch.amax(x, dim=(2, 3))) * self.scale
+
+
+def normalize(x: torch.Tensor, config: dict) -> torch.Tensor:
+    """uint8-valued images (any float or int dtype, 0-255) -> the network's input: per-channel standardised."""
+    mean = torch.tensor(config["mean"], device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(config["std"], device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+ARCHS = {"mnist-cnn": MnistCNN, "fast-resnet": FastResNet}
+
+
+def build(arch: str, config: dict) -> nn.Module:
+    """config: in_channels, classes (a list of names), and the architecture's own keys."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown classifier architecture '{arch}' (one of {', '.join(ARCHS)})")
+    kw = {k: v for k, v in config.items() if k not in ("classes", "size", "mean", "std")}
+    if arch == "mnist-cnn":
+        kw["size"] = config.get("size", 28)
+    if "widths" in kw:
+        kw["widths"] = tuple(kw["widths"])
+    return ARCHS[arch](classes=len(config["classes"]), **kw)

@@ -1,0 +1,100 @@
+"""Denoisers. Every network maps a noisy float image in [0, 1] (N x C x H x W) to a clean estimate.
+
+(a) ConvAutoencoder(decoder="transpose"): the MNIST experiment's autoencoder.
+(b) ConvAutoencoder(decoder="upsample"): the same with resize + convolution in the decoder (no checkerboard).
+(c) CifarAutoencoder: the small 32x32 colour autoencoder (trained with binary cross-entropy).
+(d) ResidualDenoiser: DnCNN-style, predicts the noise and subtracts it; `down` = 2 runs the convolution
+    stack at half resolution on pixel-unshuffled channels (FFDNet's trick: 4x cheaper, 2x the field of view).
+`build(arch, config)` rebuilds one from its weights file's configuration.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ConvAutoencoder(nn.Module):
+    """conv 7x7 stride 3 -> 32, ReLU, BN, dropout; conv 3x3 -> 64, ReLU, BN, dropout; mirrored decoder; sigmoid."""
+
+    def __init__(self, in_channels: int = 1, decoder: str = "transpose", dropout: float = 0.2):
+        super().__init__()
+        if decoder not in ("transpose", "upsample"):
+            raise ValueError("decoder is 'transpose' or 'upsample'")
+        self.decoder = decoder
+
+        def block(layer, c):
+            return nn.Sequential(layer, nn.ReLU(inplace=True), nn.BatchNorm2d(c), nn.Dropout(dropout))
+
+        self.enc1 = block(nn.Conv2d(in_channels, 32, 7, stride=3), 32)
+        self.enc2 = block(nn.Conv2d(32, 64, 3), 64)
+        if decoder == "transpose":
+            self.dec2 = block(nn.ConvTranspose2d(64, 32, 3), 32)
+            self.dec1 = nn.ConvTranspose2d(32, in_channels, 7, stride=3)
+        else:
+            self.dec2 = block(nn.Conv2d(64, 32, 3, padding=1), 32)
+            self.dec1 = nn.Conv2d(32, in_channels, 7, padding=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        h1 = self.enc1(x)
+        h2 = self.enc2(h1)
+        if self.decoder == "transpose":
+            y = self.dec1(self.dec2(h2))
+            y = F.pad(y, (0, size[1] - y.shape[-1], 0, size[0] - y.shape[-2]))  # sizes that are not 3k+7
+        else:
+            y = self.dec2(F.interpolate(h2, size=h1.shape[-2:], mode="nearest"))
+            y = self.dec1(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
+        return torch.sigmoid(y)
+
+
+class CifarAutoencoder(nn.Module):
+    """conv 3x3 -> 16, max-pool, conv 3x3 -> 4, max-pool; two stride-2 transposed convolutions back; sigmoid."""
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                     nn.Conv2d(16, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(4, 16, 2, stride=2), nn.ReLU(inplace=True),
+                                     nn.ConvTranspose2d(16, in_channels, 2, stride=2))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        xp = F.pad(x, (0, -w % 4, 0, -h % 4), mode="replicate")
+        return torch.sigmoid(self.logits(xp))[..., :h, :w]
+
+
+class ResidualDenoiser(nn.Module):
+    """conv+ReLU, (depth-2) x (conv+ReLU), conv: the noise estimate, subtracted from the input (DnCNN)."""
+
+    def __init__(self, in_channels: int = 3, width: int = 64, depth: int = 17, down: int = 1):
+        super().__init__()
+        self.down = down
+        c = in_channels * down * down
+        layers: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(width, c, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        d = self.down
+        xp = F.pad(x, (0, -w % d, 0, -h % d), mode="replicate") if (h % d or w % d) else x
+        noise = self.body(F.pixel_unshuffle(xp, d) if d > 1 else xp)
+        noise = F.pixel_shuffle(noise, d) if d > 1 else noise
+        return x - noise[..., :h, :w]
+
+
+ARCHS = {"conv-ae": ConvAutoencoder, "cifar-ae": CifarAutoencoder, "residual": ResidualDenoiser}
+
+
+def build(arch: str, config: dict) -> nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown denoiser architecture '{arch}' (one of {', '.join(ARCHS)})")
+    return ARCHS[arch](**{k: v for k, v in config.items() if k not in ("noise", "receptive_field")})

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Train an image classifier: MNIST, CIFAR-10 or any folder with one sub-folder per class.
+
+    python scripts/train_classifier.py mnist ../shared/data/mnist --out runs/mnist --epochs 15 --export weights/mnist.pt
+    python scripts/train_classifier.py cifar10 ../shared/data/cifar10-png.zip --out runs/cifar --epochs 10
+    python scripts/train_classifier.py cifar10 ~/data/cifar-10-batches-py --out runs/cifar
+    python scripts/train_classifier.py folder ~/photos/by-class --size 64 --out runs/mine
+
+The data stays on the training device as uint8; augmentation (translation, flips) happens there, per
+batch. Accuracy on the test split and the training wall time are printed after every epoch and written
+to OUT/log.csv. Runs on lstmcodec.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lstmcodec import data, runtime  # noqa: E402
+from lstmcodec.nets import classify  # noqa: E402
+from lstmcodec.weights import export_net  # noqa: E402
+
+PRESETS = {  # per data set: architecture and training settings that reach the targets (weights/README.md)
+    "mnist": dict(arch="mnist-cnn", epochs=15, batch=128, lr=3e-3, optimizer="adamw", weight_decay=1e-4,
+                  translate=2, flip=False, label_smoothing=0.0),
+    "cifar10": dict(arch="fast-resnet", epochs=10, batch=256, lr=0.1, optimizer="sgd", weight_decay=5e-4,
+                    translate=2, flip=True, label_smoothing=0.2),
+    "folder": dict(arch="fast-resnet", epochs=30, batch=64, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                   translate=4, flip=True, label_smoothing=0.1),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=sorted(PRESETS))
+    p.add_argument("data", help="MNIST idx folder; CIFAR-10 pickles folder, image folder or zip; or a class folder")
+    p.add_argument("--out", default="runs/classifier")
+    p.add_argument("--arch", choices=sorted(classify.ARCHS), help="default: the data set's preset")
+    p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256], help="fast-resnet group widths")
+    p.add_argument("--size", type=int, default=32, help="image side for a class folder")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"])
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["linear", "cosine", "sawtooth", "constant"], default="linear",
+                   help="after the warm-up; sawtooth cycles lr -> lr/10 every epoch (the 90%% CIFAR-10 experiment)")
+    p.add_argument("--warmup-epochs", type=float, default=0.3)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--translate", type=int, help="random translation in pixels")
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average logits of the image and its mirror")
+    p.add_argument("--target", type=float, default=0.0, help="stop once test accuracy reaches this (e.g. 0.995)")
+    p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
+    p.add_argument("--name", help="model name recorded in the exported weights (default: the data set)")
+    runtime.add_runtime_arguments(p)
+    args = p.parse_args(argv)
+    for k, v in PRESETS[args.dataset].items():
+        if k == "flip":
+            args.flip = v and not args.no_flip
+        elif getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return args
+
+
+def load(args) -> tuple[data.Labelled, data.Labelled]:
+    if args.dataset == "mnist":
+        return data.load_mnist(args.data, "train"), data.load_mnist(args.data, "test")
+    if args.dataset == "cifar10":
+        return data.load_cifar10(args.data, "train"), data.load_cifar10(args.data, "test")
+    root = Path(args.data)
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train = data.load_image_folder(root / "train", args.size)
+        extra = sorted({d.name for d in (root / "test").iterdir() if d.is_dir()} - set(train.classes))
+        if extra:
+            raise ValueError(f"{root / 'test'} has classes that {root / 'train'} lacks: {', '.join(extra)}")
+        return train, data.load_image_folder(root / "test", args.size, classes=train.classes)
+    full = data.load_image_folder(root, args.size)
+    test_idx = torch.arange(len(full))[19::20]  # every 20th image is held back
+    keep = torch.ones(len(full), dtype=torch.bool)
+    keep[test_idx] = False
+    return (data.Labelled(full.images[keep], full.labels[keep], full.classes),
+            data.Labelled(full.images[test_idx], full.labels[test_idx], full.classes))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        train, test = load(args)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    device = runtime.select_device(args.device)
+    x_train = train.images.float()
+    config = {
+        "in_channels": train.images.shape[1], "size": train.images.shape[-1], "classes": train.classes,
+        "mean": (x_train / 255).mean((0, 2, 3)).tolist(), "std": (x_train / 255).std((0, 2, 3)).tolist(),
+    }
+    if args.arch == "fast-resnet":
+        config["widths"] = list(args.widths)
+    runtime.log(f"{args.dataset}: {len(train)} training, {len(test)} test images of {tuple(train.images.shape[1:])}, "
+                f"{len(train.classes)} classes, {args.arch} on {device}")
+
+    runtime.seed_everything(args.seed)
+    model = classify.build(args.arch, config)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    # the data lives on the training device as uint8: no loader, no copies per step
+    train_x, train_y = train.images.to(device), train.labels.to(device)
+    test_x, test_y = test.images.to(device), test.labels.to(device)
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    sampler = data.EpochBatches(len(train), args.batch, seed=args.seed)
+    steps_per_epoch = sampler.steps_per_epoch // world
+    steps = max(1, int(args.epochs * steps_per_epoch))
+
+    def batch_fn(step: int):
+        idx = sampler(step).to(device)
+        g = torch.Generator().manual_seed(args.seed * 7_000_003 + step)
+        x = data.augment(train_x[idx].float(), g, args.translate, args.flip)
+        return classify.normalize(x, config), train_y[idx]
+
+    def loss_fn(net, batch):
+        x, y = batch
+        logits = net(x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+        return loss, {"train_acc": (logits.argmax(1) == y).float().mean()}
+
+    def evaluate(net, step: int) -> dict:
+        return {"epoch": step / steps_per_epoch, "test_acc": accuracy(net, test_x, test_y, config, args.tta and args.flip)}
+
+    fit_cfg = runtime.FitConfig(
+        out_dir=args.out, steps=steps, lr=args.lr, warmup=int(args.warmup_epochs * steps_per_epoch),
+        schedule=args.schedule, cycle=steps_per_epoch, min_lr_ratio=0.1 if args.schedule == "sawtooth" else 0.0,
+        optimizer=args.optimizer, weight_decay=args.weight_decay, clip=0.0, seed=args.seed, device=args.device,
+        compile=args.compile, amp=not args.no_amp, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 5),
+        time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
+    )
+    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate, meta={"config": config},
+                         stop=(lambda r: r["test_acc"] >= args.target) if args.target else None)
+    if rank == 0:
+        acc = result.metrics.get("test_acc")
+        runtime.log(f"test accuracy {acc:.4f} after {result.step} steps" if acc is not None else "stopped before an evaluation")
+        if args.export:
+            meta = {"steps": result.step, "test_acc": acc, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                    "train": {k: v for k, v in vars(args).items() if k != "export"}}
+            export_net(result.model.cpu().float(), args.export, args.name or args.dataset, "classify", args.arch, config, meta)
+            runtime.log(f"exported {args.export}")
+    return 0
+
+
+@torch.no_grad()
+def accuracy(net, x: torch.Tensor, y: torch.Tensor, config: dict, tta: bool, batch: int = 1000) -> float:
+    correct = 0
+    for i in range(0, len(x), batch):
+        xb = classify.normalize(x[i:i + batch], config)
+        logits = net(xb)
+        if tta:
+            logits = logits + net(xb.flip(-1))
+        correct += int((logits.argmax(1) == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Train a denoiser: MNIST, CIFAR-10 or a folder of photographs, under a chosen noise model.
+
+    # the MNIST experiment: autoencoder (a), half gaussian (mean -20, variance 600) half speckle
+    python scripts/train_denoiser.py mnist ../shared/data/mnist --arch conv-ae --noise mix --mean -20 --var 600 \\
+        --out runs/dn-mnist --export weights/denoise-mnist.pt --name mnist
+    # (c) the small CIFAR-10 autoencoder, binary cross-entropy
+    python scripts/train_denoiser.py cifar10 ../shared/data/cifar10-png.zip --arch cifar-ae --loss bce --out runs/dn-cifar
+    # (d) the blind colour photo denoiser, gaussian sigma 0..50 on 0-255
+    python scripts/train_denoiser.py folder ../shared/data/bsds432 --arch residual --noise gaussian --sigma-max 50 \\
+        --out runs/dn-photo --export weights/denoise-photo.pt --name photo
+
+MNIST / CIFAR train in epochs over the training split and report the test MSE every epoch (a run stops
+early once the epoch's training loss reaches --target-loss). Photographs train on random crops; every
+--eval-every steps the held-back photographs (every 20th file) are measured at sigma 25 with a fixed seed.
+Runs on lstmcodec.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lstmcodec import data, runtime  # noqa: E402
+from lstmcodec.nets import denoise  # noqa: E402
+from lstmcodec.weights import export_net  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=["mnist", "cifar10", "folder"])
+    p.add_argument("data", nargs="+", help="MNIST idx folder; CIFAR-10 pickles / image folder / zip; or photo folders")
+    p.add_argument("--out", default="runs/denoiser")
+    p.add_argument("--arch", choices=sorted(denoise.ARCHS), default="conv-ae")
+    p.add_argument("--decoder", choices=["transpose", "upsample"], default="transpose", help="conv-ae decoder: (a) or (b)")
+    p.add_argument("--width", type=int, default=64, help="residual: channels")
+    p.add_argument("--depth", type=int, default=17, help="residual: convolution layers")
+    p.add_argument("--down", type=int, default=1, help="residual: pixel-unshuffle factor (2: the stack runs at half resolution)")
+    p.add_argument("--noise", choices=list(data.Noise.KINDS), default="gaussian")
+    p.add_argument("--mean", type=float, default=0.0, help="gaussian mean, 0-255 scale")
+    p.add_argument("--var", type=float, default=625.0, help="gaussian variance, 0-255 scale")
+    p.add_argument("--sigma-min", type=float, default=0.0)
+    p.add_argument("--sigma-max", type=float, default=0.0, help="> 0: blind gaussian, std uniform in [sigma-min, sigma-max] per image")
+    p.add_argument("--scale", type=float, default=1.0, help="speckle scale")
+    p.add_argument("--amount", type=float, default=0.05, help="salt-and-pepper fraction")
+    p.add_argument("--peak", type=float, default=30.0, help="poisson peak")
+    p.add_argument("--no-clip", action="store_true", help="do not clip noisy images to [0, 1] (the usual AWGN benchmark protocol)")
+    p.add_argument("--loss", choices=["mse", "l1", "bce"], default="mse")
+    p.add_argument("--epochs", type=float, default=120, help="MNIST / CIFAR: at most this many epochs")
+    p.add_argument("--target-loss", type=float, default=0.0, help="MNIST / CIFAR: stop when an epoch's mean training loss reaches this")
+    p.add_argument("--steps", type=int, default=20_000, help="photos: training steps")
+    p.add_argument("--crop", type=int, default=64, help="photos: crop size")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--schedule", choices=["cosine", "linear", "constant"], default="constant")
+    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--clip-grad", type=float, default=0.0)
+    p.add_argument("--eval-every", type=int, default=1000, help="photos: steps between evaluations")
+    p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
+    p.add_argument("--name", help="model name recorded in the exported weights")
+    runtime.add_runtime_arguments(p)
+    return p.parse_args(argv)
+
+
+def model_config(args, channels: int) -> dict:
+    if args.arch == "conv-ae":
+        return {"in_channels": channels, "decoder": args.decoder}
+    if args.arch == "cifar-ae":
+        return {"in_channels": channels}
+    return {"in_channels": channels, "width": args.width, "depth": args.depth, "down": args.down}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.loss == "bce" and args.arch == "residual":
+        sys.exit("error: --loss bce needs an autoencoder with a sigmoid output (conv-ae, cifar-ae)")
+    noise = data.Noise(kind=args.noise, mean=args.mean, var=args.var, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                       scale=args.scale, amount=args.amount, peak=args.peak, clip=not args.no_clip)
+    device = runtime.select_device(args.device)
+    try:
+        batch_fn, evaluate, steps, eval_every, channels = (photo_task if args.dataset == "folder" else set_task)(args, noise, device)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    config = model_config(args, channels)
+    runtime.seed_everything(args.seed)
+    model = denoise.build(args.arch, config)
+    runtime.log(f"{args.arch} {config}: {sum(p.numel() for p in model.parameters()):,} parameters, noise {args.noise}, on {device}")
+
+    epoch_losses: list[float] = []  # the training loss of the current epoch (MNIST / CIFAR early stop)
+
+    def loss_fn(net, batch):
+        noisy, clean = batch
+        if args.loss == "bce":
+            logits = (net.module if hasattr(net, "module") else net).logits(noisy).float()
+            loss = F.binary_cross_entropy_with_logits(logits, clean)
+            mse = F.mse_loss(torch.sigmoid(logits.detach()), clean)
+        else:
+            out = net(noisy).float()
+            mse = F.mse_loss(out, clean)
+            loss = mse if args.loss == "mse" else (out - clean).abs().mean()
+        epoch_losses.append(float(mse.detach()))
+        return loss, {"mse": mse.detach()}
+
+    def evaluate_and_reset(net, step: int) -> dict:
+        res = evaluate(net, step)
+        if epoch_losses:
+            res["train_mse"] = sum(epoch_losses) / len(epoch_losses)
+        epoch_losses.clear()
+        return res
+
+    fit_cfg = runtime.FitConfig(
+        out_dir=args.out, steps=steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule, clip=args.clip_grad,
+        seed=args.seed, device=args.device, compile=args.compile, amp=not args.no_amp, eval_every=eval_every,
+        log_every=max(1, min(100, eval_every // 5)), time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
+    )
+    stop = (lambda r: r.get("train_mse", 1.0) <= args.target_loss) if args.target_loss and args.dataset != "folder" else None
+    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate_and_reset, meta={"config": config}, stop=stop)
+    runtime.log("final: " + " ".join(f"{k} {v:.5g}" for k, v in result.metrics.items()))
+    if args.export:
+        meta = {"steps": result.step, "metrics": {k: float(v) for k, v in result.metrics.items()},
+                "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                "train": {k: v for k, v in vars(args).items() if k != "export"}}
+        export_net(result.model.cpu().float(), args.export, args.name or f"{args.dataset}-{args.arch}", "denoise",
+                   args.arch, config, meta)
+        runtime.log(f"exported {args.export}")
+    return 0
+
+
+def set_task(args, noise: data.Noise, device: torch.device):
+    """MNIST / CIFAR-10: epochs over the training split; test MSE on the whole test split (fixed noise seed)."""
+    load = data.load_mnist if args.dataset == "mnist" else data.load_cifar10
+    train, test = load(args.data[0], "train"), load(args.data[0], "test")
+    train_x = train.images.to(device)
+    clean_test = test.images.float().div(255)
+    noisy_test = noise(clean_test, torch.Generator().manual_seed(1234))
+    sampler = data.EpochBatches(len(train), args.batch, seed=args.seed)
+
+    def batch_fn(step: int):
+        clean = train_x[sampler(step).to(device)].float().div(255)
+        g = torch.Generator().manual_seed(args.seed * 7_000_003 + step)
+        return noise(clean.cpu(), g).to(device), clean
+
+    def evaluate(net, step: int) -> dict:
+        dev = next(net.parameters()).device
+        se = sum(float(F.mse_loss(net(noisy_test[i:i + 1000].to(dev)).float(), clean_test[i:i + 1000].to(dev), reduction="sum"))
+                 for i in range(0, len(test), 1000))
+        return {"epoch": step / sampler.steps_per_epoch, "test_mse": se / clean_test.numel(),
+                "noisy_mse": float(F.mse_loss(noisy_test, clean_test))}
+
+    steps = max(1, int(args.epochs * sampler.steps_per_epoch))
+    return batch_fn, evaluate, steps, sampler.steps_per_epoch, train.images.shape[1]
+
+
+def photo_task(args, noise: data.Noise, device: torch.device):
+    """Folders of photographs: random crops with flips; PSNR of the held-back photos at sigma 25."""
+    train_files, val_files = data.split_holdout(data.list_images(args.data))
+    runtime.log(f"{len(train_files)} training photographs, {len(val_files)} held back")
+    if not val_files:
+        runtime.log("warning: too few photographs to hold any back; validating on a training photograph")
+        val_files = train_files[:1]
+    crops = data.RandomCrops([data.load_rgb(f) for f in train_files], args.crop, args.batch, seed=args.seed)
+    val = [data.load_rgb(f).float().div(255)[None] for f in val_files[:8]]
+    val_noise = data.Noise(kind="gaussian", var=25.0 ** 2, clip=False)
+    val_noisy = [val_noise(x, torch.Generator().manual_seed(1234 + i)) for i, x in enumerate(val)]
+
+    def batch_fn(step: int):
+        clean = crops(step) + 0.5
+        return noise(clean, torch.Generator().manual_seed(args.seed * 7_000_003 + step)), clean
+
+    def evaluate(net, step: int) -> dict:
+        dev = next(net.parameters()).device
+        psnrs = [10 * math.log10(1 / float(F.mse_loss(net(y.to(dev)).clamp(0, 1).cpu(), x))) for x, y in zip(val, val_noisy)]
+        return {"val_psnr_s25": sum(psnrs) / len(psnrs)}
+
+    return batch_fn, evaluate, args.steps, args.eval_every, 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

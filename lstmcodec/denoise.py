@@ -36,11 +36,17 @@ def margin(net: LoadedNet) -> int:
     return (c["depth"] * d + 2 * d) // d * d
 
 
-@torch.inference_mode()
 def denoise_array(x: np.ndarray, net: LoadedNet, tile: int = TILE) -> np.ndarray:
     """H x W x C uint8 (C = the network's channels) -> denoised H x W x C uint8."""
-    device = next(net.model.parameters()).device
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().div(255)
+    out = denoise_tensor(t, net, tile)
+    return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+@torch.inference_mode()
+def denoise_tensor(t: torch.Tensor, net: LoadedNet, tile: int = TILE) -> torch.Tensor:
+    """1 x C x H x W float in [0, 1] (noisy values may stray outside) -> the denoised float image, on the CPU."""
+    device = next(net.model.parameters()).device
     h, w = t.shape[-2:]
     m = margin(net)
     if net.arch != "residual" or (h <= tile and w <= tile):
@@ -54,7 +60,7 @@ def denoise_array(x: np.ndarray, net: LoadedNet, tile: int = TILE) -> np.ndarray
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
                 piece = net.model(t[..., ya:yb, xa:xb].to(device)).float().cpu()
                 out[..., y:y1, x0:x1] = piece[..., y - ya:y1 - ya, x0 - xa:x1 - xa]
-    return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return out
 
 
 def denoise(source, model: str = DEFAULT_DENOISER, device: str = "cpu", notices: list[str] | None = None) -> Image.Image:

@@ -257,7 +257,7 @@ def fit(
 
     logger = CSVLog(out / "log.csv") if dist.main else None
     t0 = last_ckpt = last_log = time.time()
-    step = start
+    step = last_log_step = start
     finished = True
     model.train()
     metrics: dict = {}
@@ -282,8 +282,8 @@ def fit(
 
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
             now = time.time()
-            sps = (now - last_log) / cfg.log_every
-            last_log = now
+            sps = (now - last_log) / max(1, step - last_log_step)
+            last_log, last_log_step = now, step
             row = {"step": step, "lr": lr, "loss": float(loss.detach()), "s_per_step": sps,
                    "elapsed_s": elapsed + now - t0, **{k: float(v) for k, v in metrics.items()}}
             logger.write(row)

@@ -21,7 +21,7 @@ import torch
 from .nets.recurrent import CodecConfig, RecurrentCodec
 
 FORMAT = "lstmcodec-weights/1"
-DEFAULT_CODEC = "lstm-w25"
+DEFAULT_CODEC = "lstm-w25-ft"
 DEFAULT_DENOISER = "photo"
 
 
@@ -131,6 +131,19 @@ def export_net(model: torch.nn.Module, path: str | os.PathLike, name: str, task:
     sd = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_save({"format": FORMAT, "task": task, "name": name, "arch": arch, "config": config,
                  "state_dict": sd, "meta": meta or {}}, path)
+
+
+def export_checkpoint(ckpt_path: str | os.PathLike, path: str | os.PathLike, name: str, task: str) -> None:
+    """Export a training checkpoint of a denoiser / classifier run (its EMA weights when it has them)."""
+    from .nets import classify, denoise
+    from .runtime import load_checkpoint
+
+    ck = load_checkpoint(ckpt_path)
+    arch, config = ck["meta"].get("arch") or ck["fit"]["extra"]["arch"], ck["meta"]["config"]
+    model = {"denoise": denoise.build, "classify": classify.build}[task](arch, config)
+    model.load_state_dict(ck["ema"] if ck.get("ema") is not None else ck["model"])
+    train = {k: v for k, v in ck["fit"]["extra"].items() if k not in ("export", "export_only")}
+    export_net(model, path, name, task, arch, config, {"steps": ck["step"], "elapsed_s": ck["elapsed"], "train": train})
 
 
 def load_net(task: str, name_or_path: str, device: str | torch.device = "cpu") -> LoadedNet:

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lstmcodec import data, runtime  # noqa: E402
 from lstmcodec.nets import classify  # noqa: E402
-from lstmcodec.weights import export_net  # noqa: E402
+from lstmcodec.weights import export_checkpoint, export_net, load_net  # noqa: E402
 
 PRESETS = {  # per data set: architecture and training settings that reach the targets (weights/README.md)
     "mnist": dict(arch="mnist-cnn", epochs=15, batch=128, lr=3e-3, optimizer="adamw", weight_decay=1e-4,
@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=0.0, help="stop once test accuracy reaches this (e.g. 0.995)")
     p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
     p.add_argument("--name", help="model name recorded in the exported weights (default: the data set)")
+    p.add_argument("--evaluate", metavar="WEIGHTS", help="only measure a weights file (name or path) on the test split")
+    p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export and exit (e.g. after --time-limit)")
     runtime.add_runtime_arguments(p)
     args = p.parse_args(argv)
     for k, v in PRESETS[args.dataset].items():
@@ -90,12 +92,23 @@ def load(args) -> tuple[data.Labelled, data.Labelled]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.export_only:
+        if not args.export:
+            sys.exit("error: --export-only needs --export PATH")
+        export_checkpoint(Path(args.out) / "last.pt", args.export, args.name or args.dataset, "classify")
+        runtime.log(f"exported {args.export}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         train, test = load(args)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
+    if args.evaluate:
+        net = load_net("classify", args.evaluate)
+        acc = accuracy(net.model, test.images, test.labels, net.config, tta=args.tta)
+        print(f"{net.name}: test accuracy {acc:.4f} on {len(test)} images" + (" (flip TTA)" if args.tta else ""))
+        return 0
     device = runtime.select_device(args.device)
     x_train = train.images.float()
     config = {
@@ -141,7 +154,7 @@ def main(argv=None) -> int:
         compile=args.compile, amp=not args.no_amp, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 5),
         time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
     )
-    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate, meta={"config": config},
+    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate, meta={"config": config, "arch": args.arch},
                          stop=(lambda r: r["test_acc"] >= args.target) if args.target else None)
     if rank == 0:
         acc = result.metrics.get("test_acc")

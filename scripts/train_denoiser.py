@@ -28,7 +28,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lstmcodec import data, runtime  # noqa: E402
 from lstmcodec.nets import denoise  # noqa: E402
-from lstmcodec.weights import export_net  # noqa: E402
+from lstmcodec.weights import export_checkpoint, export_net, load_net  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=1000, help="photos: steps between evaluations")
     p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
     p.add_argument("--name", help="model name recorded in the exported weights")
+    p.add_argument("--evaluate", metavar="WEIGHTS", help="only measure a weights file (name or path): test MSE, or held-back PSNR")
+    p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export and exit (e.g. after --time-limit)")
     runtime.add_runtime_arguments(p)
     return p.parse_args(argv)
 
@@ -77,6 +79,12 @@ def model_config(args, channels: int) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.export_only:
+        if not args.export:
+            sys.exit("error: --export-only needs --export PATH")
+        export_checkpoint(Path(args.out) / "last.pt", args.export, args.name or args.dataset, "denoise")
+        runtime.log(f"exported {args.export}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.loss == "bce" and args.arch == "residual":
@@ -88,6 +96,12 @@ def main(argv=None) -> int:
         batch_fn, evaluate, steps, eval_every, channels = (photo_task if args.dataset == "folder" else set_task)(args, noise, device)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
+    if args.evaluate:
+        net = load_net("denoise", args.evaluate)
+        with torch.no_grad():
+            res = evaluate(net.model, 0)
+        print(f"{net.name}: " + " ".join(f"{k} {v:.5g}" for k, v in res.items() if k != "epoch"))
+        return 0
     config = model_config(args, channels)
     runtime.seed_everything(args.seed)
     model = denoise.build(args.arch, config)
@@ -121,7 +135,7 @@ def main(argv=None) -> int:
         log_every=max(1, min(100, eval_every // 5)), time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
     )
     stop = (lambda r: r.get("train_mse", 1.0) <= args.target_loss) if args.target_loss and args.dataset != "folder" else None
-    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate_and_reset, meta={"config": config}, stop=stop)
+    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate_and_reset, meta={"config": config, "arch": args.arch}, stop=stop)
     runtime.log("final: " + " ".join(f"{k} {v:.5g}" for k, v in result.metrics.items()))
     if args.export:
         meta = {"steps": result.step, "metrics": {k: float(v) for k, v in result.metrics.items()},

@@ -10,6 +10,7 @@ All integers are little-endian. Everything is validated before anything is alloc
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ from .errors import CodecError
 MAGIC = b"LSTM"
 VERSION = 1
 MODES = ("L", "RGB", "RGBA", "LA")
-MAX_PIXELS = 1 << 28          # default cap on width * height, checked before any allocation
+# cap on width * height, checked before any allocation; set LSTMCODEC_MAX_PIXELS to change it
+def _max_pixels_from_env(default: int = 1 << 28) -> int:
+    value = os.environ.get("LSTMCODEC_MAX_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+MAX_PIXELS = _max_pixels_from_env()
 MAX_ITERATIONS = 64
 ITERATION, ALPHA, ICC = b"I", b"A", b"C"
 _FIXED = struct.Struct("<4sBBIIBBB")   # magic, version, flags, width, height, mode, iterations, name length
@@ -63,8 +70,9 @@ def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, i
     return b"".join(out)
 
 
-def read_header(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Header, int]:
-    """Parse and validate the header; returns it and its size in bytes."""
+def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int]:
+    """Parse and validate the header; returns it and its size in bytes. max_pixels: default MAX_PIXELS."""
+    max_pixels = max_pixels or MAX_PIXELS
     if len(data) < 4 or data[:4] != MAGIC:
         raise CodecError("not an .lstm file (bad magic)" if data else "empty file")
     if len(data) < _FIXED.size:
@@ -93,7 +101,7 @@ def read_header(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Header, int]
     return Header(width, height, MODES[mode], iterations, name, fp), size + 4
 
 
-def read(data: bytes, max_pixels: int = MAX_PIXELS) -> LstmFile:
+def read(data: bytes, max_pixels: int | None = None) -> LstmFile:
     """Parse a whole file. A file that ends exactly after a chunk is a valid prefix; one that ends
     inside a chunk, has a bad CRC, or holds more iteration chunks than its header declares is corrupt."""
     header, pos = read_header(data, max_pixels)

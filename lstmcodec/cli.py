@@ -130,7 +130,7 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, denoi
     def work(inp: str, out: str) -> None:
         image = open_image(_read_input(inp), name="stdin" if inp == "-" else inp)
         if denoise_first:
-            from .denoise import denoise as run_denoiser
+            from .denoiser import denoise as run_denoiser
             image = run_denoiser(image, denoiser, device)
         src = prepare(image)
         if target is None:
@@ -286,7 +286,7 @@ def plot(files, output) -> int:
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def denoise(inputs, output, out_dir, model, fmt, device, force, quiet) -> int:
     """Remove noise from images; writes IN-denoised.png beside each input unless told otherwise."""
-    from .denoise import denoise as run_denoiser
+    from .denoiser import denoise as run_denoiser
 
     outputs = _plan_outputs(inputs, output, out_dir, "." + (fmt or "png").lower(), force, tag="" if out_dir else "-denoised")
 
@@ -309,7 +309,7 @@ def denoise(inputs, output, out_dir, model, fmt, device, force, quiet) -> int:
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
 def classify(inputs, model, top, as_json, device) -> int:
     """Name what images show (images are resized to the model's input size)."""
-    from .classify import classify as run_classifier
+    from .classifier import classify as run_classifier
 
     def work(inp: str, _out: str) -> None:
         preds = run_classifier(open_image(_read_input(inp), name="stdin" if inp == "-" else inp), model, top, device)

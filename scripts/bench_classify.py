@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lstmcodec import codec, data  # noqa: E402
-from lstmcodec.classify import get_classifier  # noqa: E402
+from lstmcodec.classifier import get_classifier  # noqa: E402
 from lstmcodec.imageio import prepare  # noqa: E402
 from lstmcodec.nets.classify import normalize  # noqa: E402
 from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402

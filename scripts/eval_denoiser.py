@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lstmcodec import codec, data, metrics  # noqa: E402
-from lstmcodec.denoise import denoise_tensor, get_denoiser  # noqa: E402
+from lstmcodec.denoiser import denoise_tensor, get_denoiser  # noqa: E402
 from lstmcodec.imageio import prepare  # noqa: E402
 from lstmcodec.weights import DEFAULT_CODEC, DEFAULT_DENOISER  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -122,13 +122,12 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
         raise CodecError(f"image size {w}x{h} exceeds the limit of {container.MAX_PIXELS} pixels")
     codec = get_model(model, _resolve_device(device))
     dev = next(codec.model.parameters()).device
-    payloads, prev = [], None
+    payloads: list[bytes] = []
+    coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
     with torch.inference_mode():
         x = _to_tensor(src.rgb, dev)
         for b, _ in codec.model.iterate(x, iterations):
-            plane = _bits_to_plane(b)
-            payloads.append(entropy.encode_plane(plane, prev))
-            prev = plane
+            payloads.append(coder.encode(_bits_to_plane(b)))
             if on_iteration is not None:
                 on_iteration(len(payloads))
     header = container.Header(w, h, src.mode, iterations, codec.name, codec.fingerprint)
@@ -208,12 +207,12 @@ def decode_progressive(data: bytes, iterations: int | None = None, model: str | 
     dev = next(codec.model.parameters()).device
     shape = (codec.model.config.bits, -(-hd.height // BLOCK), -(-hd.width // BLOCK))
     max_payload = 1 + (shape[0] * shape[1] * shape[2] + 7) // 8
-    planes, prev = [], None
+    planes = []
+    coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
     for payload in f.iterations[:n]:  # all entropy decoding first: a corrupt chunk fails before any output
         if len(payload) > max_payload:
             raise CodecError("iteration chunk is larger than its image allows")
-        prev = entropy.decode_plane(payload, shape, prev)
-        planes.append(prev)
+        planes.append(coder.decode(payload, shape))
     alpha = _unpack_alpha(f.alpha, hd.width, hd.height) if f.alpha is not None else None
     icc = _unpack_icc(f.icc) if f.icc is not None else None
     with torch.inference_mode():

@@ -16,8 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from . import entropy
 from .nets.recurrent import CodecConfig, RecurrentCodec
 
 FORMAT = "lstmcodec-weights/1"
@@ -54,15 +56,26 @@ class LoadedCodec:
     model: RecurrentCodec
     fingerprint: bytes
     meta: dict
+    entropy_prior: np.ndarray | None = None   # the learned context table (entropy.learn_prior), if the file has one
 
 
-def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta: dict | None = None) -> bytes:
-    """Write a weights file (fp16 tensors) atomically; returns its fingerprint."""
+def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta: dict | None = None,
+                 entropy_prior: np.ndarray | None = None) -> bytes:
+    """Write a weights file (fp16 tensors, and the learned entropy table if given) atomically; returns its fingerprint."""
     from .runtime import atomic_save
 
     sd = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save({"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd, "meta": meta or {}}, path)
-    return fingerprint(sd)
+    blob = {"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd, "meta": meta or {}}
+    if entropy_prior is not None:
+        blob["entropy_prior"] = torch.from_numpy(np.ascontiguousarray(entropy_prior, dtype=np.int16))
+    atomic_save(blob, path)
+    return _codec_fingerprint(blob)
+
+
+def _codec_fingerprint(blob: dict) -> bytes:
+    """The tensors and the entropy table both decide what a file's bits mean, so both are in the fingerprint."""
+    prior = blob.get("entropy_prior")
+    return fingerprint(blob["state_dict"] if prior is None else {**blob["state_dict"], "entropy_prior": prior})
 
 
 def _read_weights(kind: str, name_or_path: str) -> tuple[Path, dict]:
@@ -107,8 +120,17 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: bad model configuration ({e})") from None
     _load_state(model, path, blob["state_dict"])
+    prior = blob.get("entropy_prior")
+    if prior is not None:
+        prior = prior.numpy() if isinstance(prior, torch.Tensor) else None
+        try:
+            if prior is None:
+                raise ValueError("not a tensor")
+            entropy.check_prior(prior, model.config.bits)
+        except ValueError as e:
+            raise ValueError(f"{path}: bad entropy table ({e})") from None
     model.eval().requires_grad_(False).to(device)
-    return LoadedCodec(blob["name"], model, fingerprint(blob["state_dict"]), blob.get("meta", {}))
+    return LoadedCodec(blob["name"], model, _codec_fingerprint(blob), blob.get("meta", {}), prior)
 
 
 @dataclass

@@ -51,3 +51,43 @@ def test_entropy_plane_round_trip_and_raw_fallback():
     assert np.array_equal(entropy.decode_plane(coded, noise.shape), noise)
     with pytest.raises(CodecError):
         entropy.decode_plane(b"\x01" + b"\x00" * 3, skewed.shape, prev)
+
+
+def _correlated_planes(rng, t=6, shape=(32, 12, 16)):
+    """Bit planes whose channels copy their predecessor 85 % of the time, like the binarizer's."""
+    planes = []
+    for _ in range(t):
+        b = np.zeros(shape, np.uint8)
+        b[0] = rng.integers(0, 2, shape[1:])
+        for c in range(1, shape[0]):
+            b[c] = np.where(rng.random(shape[1:]) < 0.85, b[c - 1], 1 - b[c - 1])
+        planes.append(b)
+    return np.stack(planes)
+
+
+def test_learned_context_tables_round_trip_and_beat_the_per_chunk_tables():
+    rng = np.random.default_rng(1)
+    prior = entropy.learn_prior([_correlated_planes(rng) for _ in range(4)])
+    entropy.check_prior(prior, 32)
+    image = _correlated_planes(rng)
+    enc, plain = entropy.PlaneCoder(prior), entropy.PlaneCoder(None)
+    learned = [enc.encode(p) for p in image]
+    per_chunk = [plain.encode(p) for p in image]
+    assert all(chunk[0] == entropy.LEARNED for chunk in learned)
+    assert sum(map(len, learned)) < 0.8 * sum(map(len, per_chunk))
+    dec = entropy.PlaneCoder(prior)
+    for chunk, planes in zip(learned, image):
+        assert np.array_equal(dec.decode(chunk, planes.shape), planes)
+
+
+def test_learned_chunks_need_the_table_and_intact_words():
+    rng = np.random.default_rng(2)
+    prior = entropy.learn_prior([_correlated_planes(rng)])
+    plane = _correlated_planes(rng, t=1)[0]
+    chunk = entropy.PlaneCoder(prior).encode(plane)
+    with pytest.raises(CodecError, match="learned context tables"):
+        entropy.PlaneCoder(None).decode(chunk, plane.shape)
+    with pytest.raises(CodecError, match="wrong size"):
+        entropy.PlaneCoder(prior).decode(chunk[:-1], plane.shape)
+    with pytest.raises(ValueError, match="values outside"):
+        entropy.check_prior(np.zeros_like(prior), 32)

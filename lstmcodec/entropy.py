@@ -25,10 +25,10 @@ import numpy as np
 from .errors import CodecError
 
 RAW, CONTEXT, LEARNED = 0, 1, 2
-K = 3                   # previous channels in a learned context
+K = 10                  # previous channels in a learned context
 PRECISION = 12          # learned probabilities are integers p / 4096, p in 1..4095
 ONE = 1 << PRECISION
-PRIOR_WEIGHT = 32       # how many of the image's own observations the learned prior is worth
+PRIOR_WEIGHT = 1024     # how many of the image's own observations the learned prior is worth
 BUCKETS = 5             # iteration groups with their own learned table: 1, 2, 3-4, 5-8, 9+
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 

@@ -79,8 +79,13 @@ class ResidualDenoiser(nn.Module):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(width, c, 3, padding=1))
         self.body = nn.Sequential(*layers)
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        # without batch norm the signal must keep its scale through the stack (He init), and the last
+        # layer starts small so that the untrained network is close to the identity
+        for conv in self.body:
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+        self.body[-1].weight.data.mul_(0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

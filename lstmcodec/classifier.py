@@ -10,7 +10,7 @@ from PIL import Image
 
 from .errors import CodecError
 from .imageio import open_image, prepare
-from .nets.classify import normalize
+from .nets.classify import logits, normalize
 from .runtime import select_device
 from .weights import LoadedNet, load_net
 
@@ -47,7 +47,7 @@ def classify(source, model: str = "cifar10", top: int = 5, device: str = "cpu") 
     """The `top` most probable classes of an image, most probable first."""
     net = get_classifier(model, device)
     x = model_input(source, net).to(next(net.model.parameters()).device)
-    p = torch.softmax(net.model(normalize(x, net.config)).float(), dim=1)[0].cpu()
+    p = torch.softmax(logits(net.model, normalize(x, net.config), net.config).float(), dim=1)[0].cpu()
     k = max(1, min(top, len(p)))
     values, idx = p.topk(k)
     return [Prediction(net.config["classes"][i], int(i), float(v)) for v, i in zip(values, idx.tolist())]

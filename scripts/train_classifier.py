@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         sys.exit(f"error: {e}")
     if args.evaluate:
         net = load_net("classify", args.evaluate)
-        acc = accuracy(net.model, test.images, test.labels, net.config, tta=args.tta)
+        acc = accuracy(net.model, test.images, test.labels, net.config, tta=args.tta or net.config.get("flip_tta", False))
         print(f"{net.name}: test accuracy {acc:.4f} on {len(test)} images" + (" (flip TTA)" if args.tta else ""))
         return 0
     device = runtime.select_device(args.device)
@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     }
     if args.arch == "fast-resnet":
         config["widths"] = list(args.widths)
+    config["flip_tta"] = bool(args.flip and args.tta)  # `classify` then averages the image and its mirror
     runtime.log(f"{args.dataset}: {len(train)} training, {len(test)} test images of {tuple(train.images.shape[1:])}, "
                 f"{len(train.classes)} classes, {args.arch} on {device}")
 

@@ -171,3 +171,51 @@ def test_rate_control_by_bpp_size_and_quality(tmp_path, parrots_path):
     if k > 1:
         assert metrics.ms_ssim(np.asarray(lstmcodec.decode(out.read_bytes(), iterations=k - 1)), src) < 0.5
     assert run_cli("encode", parrots_path, "--bpp", "1", "--size", "100").returncode == 2
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_and_truncated_jpegs_are_refused(tmp_path, parrots_path):
+    import io
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    buf = io.BytesIO()
+    Image.open(parrots_path).convert("RGB").save(buf, "JPEG", quality=90)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    for src, expect in ((bomb, "too large"), (cut, "cannot read image")):
+        for cmd in ("encode", "denoise"):
+            out = tmp_path / f"out.{'lstm' if cmd == 'encode' else 'png'}"
+            r = run_cli(cmd, src, "-o", out)
+            err = r.stderr.decode()
+            assert r.returncode == 1 and expect in err and err.count("\n") == 1, (cmd, src, err)
+            assert not out.exists()
+
+
+def test_ctrl_c_mid_encode_leaves_no_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (1024, 2048, 3), dtype=np.uint8)).save(big)
+    out = tmp_path / "big.lstm"
+    p = subprocess.Popen([sys.executable, "-m", "lstmcodec", "encode", str(big), "-i", "16", "-o", str(out)],
+                         stderr=subprocess.PIPE)
+    time.sleep(6)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.decode().strip().splitlines() == ["error: interrupted"]
+    assert not out.exists() and list(tmp_path.glob(".*part")) == []

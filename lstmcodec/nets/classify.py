@@ -74,6 +74,15 @@ def normalize(x: torch.Tensor, config: dict) -> torch.Tensor:
     return (x.float() / 255 - mean) / std
 
 
+def logits(model: nn.Module, x: torch.Tensor, config: dict) -> torch.Tensor:
+    """The model's logits for normalised images, averaged with the mirror image's when the model was
+    trained with flips (config "flip_tta"): test-time augmentation."""
+    out = model(x)
+    if config.get("flip_tta"):
+        out = (out + model(x.flip(-1))) / 2
+    return out
+
+
 ARCHS = {"mnist-cnn": MnistCNN, "fast-resnet": FastResNet}
 
 
@@ -81,7 +90,7 @@ def build(arch: str, config: dict) -> nn.Module:
     """config: in_channels, classes (a list of names), and the architecture's own keys."""
     if arch not in ARCHS:
         raise ValueError(f"unknown classifier architecture '{arch}' (one of {', '.join(ARCHS)})")
-    kw = {k: v for k, v in config.items() if k not in ("classes", "size", "mean", "std")}
+    kw = {k: v for k, v in config.items() if k not in ("classes", "size", "mean", "std", "flip_tta")}
     if arch == "mnist-cnn":
         kw["size"] = config.get("size", 28)
     if "widths" in kw:

@@ -118,8 +118,9 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
     if not 1 <= iterations <= container.MAX_ITERATIONS:
         raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
     h, w = src.rgb.shape[:2]
-    if h * w > container.MAX_PIXELS:
-        raise CodecError(f"image size {w}x{h} exceeds the limit of {container.MAX_PIXELS} pixels")
+    if container.padded_pixels(w, h) > container.MAX_PIXELS:
+        raise CodecError(f"image size {w}x{h} exceeds the limit of {container.MAX_PIXELS} pixels "
+                         "(counted after padding to 16-pixel blocks)")
     codec = get_model(model, _resolve_device(device))
     dev = next(codec.model.parameters()).device
     payloads: list[bytes] = []

@@ -20,7 +20,8 @@ from .errors import CodecError
 MAGIC = b"LSTM"
 VERSION = 1
 MODES = ("L", "RGB", "RGBA", "LA")
-# cap on width * height, checked before any allocation; set LSTMCODEC_MAX_PIXELS to change it
+# cap on the pixels of an image padded to 16x16 blocks, checked before any allocation;
+# set LSTMCODEC_MAX_PIXELS to change it
 def _max_pixels_from_env(default: int = 1 << 28) -> int:
     value = os.environ.get("LSTMCODEC_MAX_PIXELS", "")
     return int(value) if value.isdigit() and int(value) > 0 else default
@@ -70,6 +71,11 @@ def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, i
     return b"".join(out)
 
 
+def padded_pixels(width: int, height: int) -> int:
+    """Pixels the networks process: the image padded to whole 16x16 blocks (what the cap bounds)."""
+    return (-(-width // 16) * 16) * (-(-height // 16) * 16)
+
+
 def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int]:
     """Parse and validate the header; returns it and its size in bytes. max_pixels: default MAX_PIXELS."""
     max_pixels = max_pixels or MAX_PIXELS
@@ -87,8 +93,9 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int
         raise CodecError("corrupt .lstm header (CRC mismatch)")
     if width < 1 or height < 1:
         raise CodecError(f"invalid image size {width}x{height}")
-    if width * height > max_pixels:
-        raise CodecError(f"image size {width}x{height} exceeds the limit of {max_pixels} pixels")
+    if padded_pixels(width, height) > max_pixels:
+        raise CodecError(f"image size {width}x{height} exceeds the limit of {max_pixels} pixels "
+                         "(counted after padding to 16-pixel blocks)")
     if mode >= len(MODES):
         raise CodecError(f"unknown image mode {mode}")
     if not 1 <= iterations <= MAX_ITERATIONS:

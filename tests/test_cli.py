@@ -211,8 +211,9 @@ def test_ctrl_c_mid_encode_leaves_no_file(tmp_path):
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (1024, 2048, 3), dtype=np.uint8)).save(big)
     out = tmp_path / "big.lstm"
+    # a shell's background jobs inherit SIGINT ignored; give the child the default disposition, as in a terminal
     p = subprocess.Popen([sys.executable, "-m", "lstmcodec", "encode", str(big), "-i", "16", "-o", str(out)],
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(6)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)

@@ -28,12 +28,11 @@ def get_denoiser(name_or_path: str = DEFAULT_DENOISER, device: str = "cpu") -> L
 
 
 def margin(net: LoadedNet) -> int:
-    """Pixels of context each output pixel depends on (the receptive radius), rounded up to the unshuffle factor."""
-    c = net.config
+    """Pixels of context each output pixel depends on (the receptive radius, with room to spare), a multiple
+    of the unshuffle factor: one pixel per 3x3 layer at the stack's resolution."""
     if net.arch != "residual":
         return 0
-    d = c.get("down", 1)
-    return (c["depth"] * d + 2 * d) // d * d
+    return (net.config["depth"] + 2) * net.config.get("down", 1)
 
 
 def denoise_array(x: np.ndarray, net: LoadedNet, tile: int = TILE) -> np.ndarray:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__, codec
 from .errors import CodecError
@@ -113,16 +114,22 @@ def cli() -> None:
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="rate target: the most iterations that fit this many bits per pixel")
 @click.option("--size", type=click.IntRange(min=1), help="rate target: the most iterations that fit this many bytes")
 @click.option("--quality", type=click.FloatRange(0, 1), help="quality target: the fewest iterations reaching this MS-SSIM")
+@click.option("--adaptive", is_flag=True, help="with --quality: each tile stops receiving iterations once its own quality is reached")
+@click.option("--tile", type=click.Choice(["16", "32", "64", "128"]), default="32", show_default=True,
+              help="tile side in pixels for --adaptive")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
 @click.option("--denoise", "denoise_first", is_flag=True, help="denoise before coding (noise costs bits)")
 @click.option("--denoiser", default=DEFAULT_DENOISER, show_default=True, help="the denoiser --denoise uses: bundled name or weights path")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, denoise_first, denoiser, device, force, quiet) -> int:
+def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, tile, model, denoise_first, denoiser, device,
+           force, quiet) -> int:
     """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
     if sum(v is not None for v in (bpp, size, quality)) > 1:
         raise click.UsageError("give at most one of --bpp, --size and --quality")
+    if adaptive and quality is None:
+        raise click.UsageError("--adaptive needs --quality")
     target = codec.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
     outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
     max_iterations = iterations or (16 if target else 8)
@@ -133,7 +140,12 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, model, denoi
             from .denoiser import denoise as run_denoiser
             image = run_denoiser(image, denoiser, device)
         src = prepare(image)
-        if target is None:
+        if adaptive:
+            res, run = codec.encode_adaptive(src, quality, max_iterations, int(tile), model, device)
+            chosen = len(run.planes)
+            _note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
+                  f"(mean {run.counts.mean():.2f})", quiet)
+        elif target is None:
             res, chosen = codec.encode_image(src, max_iterations, model, device), max_iterations
         else:
             res, chosen = codec.encode_to_target(src, target, max_iterations, model, device)
@@ -177,10 +189,15 @@ def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet
 @cli.command()
 @click.argument("input")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def info(input, as_json) -> int:
+@click.option("--map", "map_path", help="write the iteration map of an adaptive file as an image (brighter: more iterations)")
+def info(input, as_json, map_path) -> int:
     """Describe a .lstm file: size, mode, iterations, bytes per iteration, bpp, model."""
     data = sys.stdin.buffer.read() if input == "-" else codec.read_file(input)
     fi = codec.info(data)
+    if map_path:
+        if fi.tile_iterations is None:
+            raise CodecError(f"{input}: not an adaptive file; it has no iteration map")
+        _write_output(map_path, encode_image_bytes(codec.map_image(data), format_for(map_path)))
     if as_json:
         click.echo(json.dumps(fi.to_dict(), indent=2))
         return 0
@@ -189,6 +206,10 @@ def info(input, as_json) -> int:
                f"{fi.file_bytes} bytes, {fi.bpp:.4f} bpp")
     click.echo(f"model: {fi.model} ({fi.fingerprint})")
     click.echo(f"header and metadata: {fi.file_bytes - sum(fi.iteration_bytes)} bytes")
+    if fi.tile_iterations is not None:
+        counts = np.asarray(fi.tile_iterations)
+        click.echo(f"adaptive: {counts.size} tiles of {fi.tile} px, {counts.min()} to {counts.max()} iterations "
+                   f"(mean {counts.mean():.2f})")
     for k, (nb, b) in enumerate(zip(fi.iteration_bytes, fi.bpp_per_iteration), start=1):
         click.echo(f"  iteration {k:2d}: {nb:8d} bytes   cumulative {b:.4f} bpp")
     return 0

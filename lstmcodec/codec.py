@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -68,6 +69,11 @@ def _plane_to_bits(plane: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(plane.astype(np.float32) * 2 - 1).unsqueeze(0).to(device)
 
 
+def _mask_tensor(mask: np.ndarray, device: torch.device) -> torch.Tensor:
+    """An H/16 x W/16 boolean block mask as the 1 x 1 x H/16 x W/16 0/1 tensor the model takes."""
+    return torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
+
+
 # ----------------------------------------------------------------------------- alpha and ICC chunks
 
 
@@ -118,11 +124,7 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
     if not 1 <= iterations <= container.MAX_ITERATIONS:
         raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
     h, w = src.rgb.shape[:2]
-    if container.padded_pixels(w, h) > container.MAX_PIXELS:
-        raise CodecError(f"image size {w}x{h} exceeds the limit of {container.MAX_PIXELS} pixels "
-                         "(counted after padding to 16-pixel blocks)")
-    codec = get_model(model, _resolve_device(device))
-    dev = next(codec.model.parameters()).device
+    codec, dev = _encoder_model(w, h, model, device)
     payloads: list[bytes] = []
     coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
     with torch.inference_mode():
@@ -131,10 +133,24 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
             payloads.append(coder.encode(_bits_to_plane(b)))
             if on_iteration is not None:
                 on_iteration(len(payloads))
-    header = container.Header(w, h, src.mode, iterations, codec.name, codec.fingerprint)
+    return EncodeResult(_write_file(src, codec, payloads), src.notices)
+
+
+def _encoder_model(w: int, h: int, model: str, device: str) -> tuple[LoadedCodec, torch.device]:
+    """The codec for an image of w x h pixels (refused over the pixel cap) and the device it runs on."""
+    if container.padded_pixels(w, h) > container.MAX_PIXELS:
+        raise CodecError(f"image size {w}x{h} exceeds the limit of {container.MAX_PIXELS} pixels "
+                         "(counted after padding to 16-pixel blocks)")
+    codec = get_model(model, _resolve_device(device))
+    return codec, next(codec.model.parameters()).device
+
+
+def _write_file(src: SourceImage, codec: LoadedCodec, payloads: list[bytes], iteration_map: bytes | None = None) -> bytes:
+    h, w = src.rgb.shape[:2]
+    header = container.Header(w, h, src.mode, len(payloads), codec.name, codec.fingerprint)
     alpha = _pack_alpha(src.alpha) if src.alpha is not None else None
     icc = zlib.compress(src.icc, 9) if src.icc else None
-    return EncodeResult(container.write(header, payloads, alpha, icc), src.notices)
+    return container.write(header, payloads, alpha, icc, iteration_map)
 
 
 @dataclass
@@ -175,6 +191,118 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
     return EncodeResult(container.truncate(full.data, keep), full.notices), keep
 
 
+# ----------------------------------------------------------------------------- spatially adaptive bit rates
+
+TILE = 32   # default tile side in pixels for adaptive bit rates
+
+
+def tile_quality(x: torch.Tensor, x_hat: torch.Tensor, tile_blocks: int) -> np.ndarray:
+    """Mean local MS-SSIM (metrics.local_ms_ssim) of every tile of tile_blocks x tile_blocks 16-px blocks."""
+    from .metrics import local_ms_ssim
+
+    q = local_ms_ssim(x + 0.5, (x_hat.clamp(-0.5, 0.5) + 0.5))[:, None]
+    side = tile_blocks * BLOCK
+    q = F.pad(q, (0, -q.shape[-1] % side, 0, -q.shape[-2] % side), mode="replicate")
+    return F.avg_pool2d(q, side)[0, 0].cpu().numpy()
+
+
+@dataclass
+class AdaptivePass:
+    planes: list[np.ndarray]       # the bit planes, 0 at stopped blocks
+    masks: list[np.ndarray]        # the blocks each iteration holds
+    counts: np.ndarray             # iterations each tile received
+    rgb: np.ndarray                # the reconstruction
+
+
+def adaptive_pass(codec: LoadedCodec, x: torch.Tensor, h: int, w: int, target: float, max_iterations: int,
+                  tile_blocks: int, min_gain: float = -math.inf,
+                  until: Callable[[np.ndarray], bool] | None = None) -> AdaptivePass:
+    """Run the recurrence, stopping each tile once its local MS-SSIM reaches `target`, or once an
+    iteration raised it by less than `min_gain` (a tile the model cannot improve stops costing bits);
+    `until(rgb)`, if given, ends the pass early once the whole reconstruction satisfies it."""
+    blocks = (x.shape[2] // BLOCK, x.shape[3] // BLOCK)
+    active = np.ones((-(-blocks[0] // tile_blocks), -(-blocks[1] // tile_blocks)), dtype=bool)
+    counts = np.zeros(active.shape, dtype=np.int64)
+    quality = np.zeros(active.shape)
+    dev = x.device
+    out = AdaptivePass([], [], counts, np.zeros(0))
+
+    def block_mask() -> np.ndarray:
+        return np.repeat(np.repeat(active, tile_blocks, 0), tile_blocks, 1)[:blocks[0], :blocks[1]]
+
+    def gate(t: int, _x_hat: torch.Tensor) -> torch.Tensor | None:
+        return _mask_tensor(block_mask(), dev) if t else None
+
+    for b, x_hat in codec.model.iterate(x, max_iterations, gate):
+        counts += active
+        out.planes.append(_bits_to_plane(b))
+        out.masks.append(block_mask())
+        out.rgb = _to_rgb(x_hat, h, w)
+        if until is not None and until(out.rgb):
+            break
+        if target <= 1.0 or min_gain > -math.inf:
+            now = tile_quality(x, x_hat, tile_blocks)
+            active &= (now < target) & (now - quality >= min_gain)
+            quality = now
+        if not active.any():
+            break
+    return out
+
+
+def encode_adaptive(src: SourceImage, quality: float, max_iterations: int = 16, tile: int = TILE,
+                    model: str = DEFAULT_CODEC, device: str = "cpu", tries: int = 4) -> tuple[EncodeResult, AdaptivePass]:
+    """Spatially adaptive bit rates. Every tile stops receiving iterations once its local MS-SSIM
+    reaches the tile target 1 - (1 - quality) / 2 (tiles stopped right at `quality` would leave the
+    image just below it), or once an iteration raised it by less than a minimum gain g (a tile the
+    model improves slowly costs bits for little). g is searched (bisection on log g in [1e-4, 0.1],
+    `tries` encoder passes) for the smallest file whose whole-image MS-SSIM reaches `quality`.
+    Uniform iterations are a special case of a map (every tile the same count) and a candidate too:
+    the fewest that reach `quality`, so an adaptive file is never larger than a uniform one (but for
+    its few bytes of map). If nothing reaches `quality`, every tile gets every iteration.
+    The file stores the iteration map (format version 2)."""
+    from .metrics import ms_ssim
+
+    if not 1 <= max_iterations <= container.MAX_ITERATIONS:
+        raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+    if tile % BLOCK or tile // BLOCK not in entropy.MAP_TILES:
+        raise CodecError(f"tile must be one of {', '.join(str(BLOCK * t) for t in entropy.MAP_TILES)} pixels")
+    h, w = src.rgb.shape[:2]
+    codec, dev = _encoder_model(w, h, model, device)
+    notices = list(src.notices)
+    tb = tile // BLOCK
+    with torch.inference_mode():
+        x = _to_tensor(src.rgb, dev)
+        uniform = adaptive_pass(codec, x, h, w, 2.0, max_iterations, tb, until=lambda rgb: ms_ssim(rgb, src.rgb) >= quality)
+        candidates = [uniform] if ms_ssim(uniform.rgb, src.rgb) >= quality else []
+        lo, hi, log_gain = math.log(1e-4), math.log(0.1), math.log(0.01)
+        for _ in range(tries if candidates else 0):
+            run = adaptive_pass(codec, x, h, w, 1 - (1 - quality) / 2, max_iterations, tb, math.exp(log_gain))
+            if ms_ssim(run.rgb, src.rgb) >= quality:   # reached: try stopping tiles earlier
+                candidates.append(run)
+                lo = log_gain
+            else:
+                hi = log_gain
+            log_gain = (lo + hi) / 2
+    if not candidates:
+        notices.append(f"MS-SSIM {quality} not reached in {max_iterations} iterations; kept them all")
+        candidates = [uniform]
+    files = [adaptive_file(src, codec, run, tb) for run in candidates]
+    best = min(range(len(files)), key=lambda i: len(files[i]))
+    return EncodeResult(files[best], notices), candidates[best]
+
+
+def adaptive_file(src: SourceImage, codec: LoadedCodec, run: AdaptivePass, tile_blocks: int) -> bytes:
+    """The .lstm file (version 2) of an adaptive pass: its iteration map, then only the live blocks' bits."""
+    coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
+    payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
+    return _write_file(src, codec, payloads, entropy.encode_map(run.counts, tile_blocks))
+
+
+def _coded_bits(run: AdaptivePass) -> int:
+    """Bits a pass codes before entropy coding (how the search compares passes without coding them)."""
+    return sum(int(m.sum()) for m in run.masks)
+
+
 def encode(image, iterations: int = 8, model: str = DEFAULT_CODEC, device: str = "cpu") -> bytes:
     """Compress an image (path, PIL image, bytes or H x W x 3 uint8 array) to .lstm bytes."""
     return encode_image(prepare(open_image(image)), iterations, model, device).data
@@ -207,17 +335,23 @@ def decode_progressive(data: bytes, iterations: int | None = None, model: str | 
     codec = _model_for(hd, model, _resolve_device(device))
     dev = next(codec.model.parameters()).device
     shape = (codec.model.config.bits, -(-hd.height // BLOCK), -(-hd.width // BLOCK))
-    max_payload = 1 + (shape[0] * shape[1] * shape[2] + 7) // 8
+    masks: list[np.ndarray | None] = [None] * n
+    if f.iteration_map is not None:
+        counts, tile = entropy.decode_map(f.iteration_map, shape[1:])
+        masks = entropy.map_masks(counts, tile, shape[1:], n)
     planes = []
     coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
-    for payload in f.iterations[:n]:  # all entropy decoding first: a corrupt chunk fails before any output
-        if len(payload) > max_payload:
+    for payload, mask in zip(f.iterations[:n], masks):  # all entropy decoding first: a corrupt chunk fails before any output
+        coded = shape[0] * (shape[1] * shape[2] if mask is None else int(mask.sum()))
+        if len(payload) > 1 + (coded + 7) // 8:
             raise CodecError("iteration chunk is larger than its image allows")
-        planes.append(coder.decode(payload, shape))
+        planes.append(coder.decode(payload, shape, mask))
     alpha = _unpack_alpha(f.alpha, hd.width, hd.height) if f.alpha is not None else None
     icc = _unpack_icc(f.icc) if f.icc is not None else None
     with torch.inference_mode():
-        for x_hat in codec.model.reconstruct(_plane_to_bits(p, dev) for p in planes):
+        block_masks = [None if m is None else _mask_tensor(m, dev) for m in masks]
+        bits = (_plane_to_bits(p, dev) * (1 if m is None else m) for p, m in zip(planes, block_masks))
+        for x_hat in codec.model.reconstruct(bits, block_masks):
             yield to_pil(_to_rgb(x_hat, hd.height, hd.width), hd.mode, alpha, icc)
 
 
@@ -259,6 +393,8 @@ class FileInfo:
     iteration_bytes: list[int]    # each iteration chunk, framing included
     bpp: float                    # whole file
     bpp_per_iteration: list[float]  # cumulative: file truncated after k iterations
+    tile: int | None = None                        # adaptive files: tile side in pixels
+    tile_iterations: list[list[int]] | None = None  # adaptive files: the iteration map, one row per tile row
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -270,6 +406,23 @@ def info(data: bytes) -> FileInfo:
     hd, px = f.header, f.header.width * f.header.height
     meta = len(data) - sum(f.chunk_sizes)
     cumulative = np.cumsum(f.chunk_sizes) + meta
-    return FileInfo(hd.width, hd.height, hd.mode, len(f.iterations), hd.iterations, hd.model, hd.fingerprint.hex(),
-                    len(data), f.header_size, list(f.chunk_sizes), 8 * len(data) / px,
-                    [float(8 * c / px) for c in cumulative])
+    fi = FileInfo(hd.width, hd.height, hd.mode, len(f.iterations), hd.iterations, hd.model, hd.fingerprint.hex(),
+                  len(data), f.header_size, list(f.chunk_sizes), 8 * len(data) / px,
+                  [float(8 * c / px) for c in cumulative])
+    if f.iteration_map is not None:
+        counts, tile = entropy.decode_map(f.iteration_map, (-(-hd.height // BLOCK), -(-hd.width // BLOCK)))
+        fi.tile, fi.tile_iterations = tile * BLOCK, counts.tolist()
+    return fi
+
+
+def map_image(data: bytes) -> Image.Image:
+    """The iteration map of an adaptive file drawn at the image's size: black = 1 iteration,
+    white = the most any tile received."""
+    fi = info(data)
+    if fi.tile_iterations is None:
+        raise CodecError("not an adaptive file; it has no iteration map")
+    counts = np.asarray(fi.tile_iterations, dtype=np.float64)
+    span = max(1.0, counts.max() - 1)
+    levels = np.round((counts - 1) / span * 255).astype(np.uint8)
+    big = np.repeat(np.repeat(levels, fi.tile, 0), fi.tile, 1)[:fi.height, :fi.width]
+    return Image.fromarray(big, "L")

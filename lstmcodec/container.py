@@ -4,8 +4,9 @@
              fingerprint, CRC32 of the header
     chunks   type (1 byte), payload length (uint32), payload, CRC32 of type+length+payload
 
-Metadata chunks (alpha 'A', ICC profile 'C') come before the iteration chunks ('I'), so that
-every prefix of whole iteration chunks is itself a valid file with fewer iterations.
+Metadata chunks (alpha 'A', ICC profile 'C', iteration map 'M') come before the iteration chunks
+('I'), so that every prefix of whole iteration chunks is itself a valid file with fewer iterations.
+Version 1 files have no map; version 2 files (spatially adaptive bit rates) have exactly one.
 All integers are little-endian. Everything is validated before anything is allocated.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from .errors import CodecError
 
 MAGIC = b"LSTM"
-VERSION = 1
+VERSION = 1            # written for files without an iteration map
+ADAPTIVE_VERSION = 2   # written for files with one (spatially adaptive bit rates)
 MODES = ("L", "RGB", "RGBA", "LA")
 # cap on the pixels of an image padded to 16x16 blocks, checked before any allocation;
 # set LSTMCODEC_MAX_PIXELS to change it
@@ -29,7 +31,7 @@ def _max_pixels_from_env(default: int = 1 << 28) -> int:
 
 MAX_PIXELS = _max_pixels_from_env()
 MAX_ITERATIONS = 64
-ITERATION, ALPHA, ICC = b"I", b"A", b"C"
+ITERATION, ALPHA, ICC, MAP = b"I", b"A", b"C", b"M"
 _FIXED = struct.Struct("<4sBBIIBBB")   # magic, version, flags, width, height, mode, iterations, name length
 _CHUNK = struct.Struct("<cI")
 FINGERPRINT_BYTES = 8
@@ -51,20 +53,23 @@ class LstmFile:
     iterations: list[bytes] = field(default_factory=list)    # payloads present (a prefix may hold fewer than declared)
     alpha: bytes | None = None
     icc: bytes | None = None
+    iteration_map: bytes | None = None                       # the 'M' payload (entropy.decode_map reads it)
     header_size: int = 0
     chunk_sizes: list[int] = field(default_factory=list)     # bytes on disk of each iteration chunk, framing included
 
 
-def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, icc: bytes | None = None) -> bytes:
+def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, icc: bytes | None = None,
+          iteration_map: bytes | None = None) -> bytes:
     name = header.model.encode()
     if len(name) > 255:
         raise CodecError("model name longer than 255 bytes")
     if len(header.fingerprint) != FINGERPRINT_BYTES:
         raise CodecError("model fingerprint must be 8 bytes")
-    head = _FIXED.pack(MAGIC, VERSION, 0, header.width, header.height, MODES.index(header.mode),
+    version = VERSION if iteration_map is None else ADAPTIVE_VERSION
+    head = _FIXED.pack(MAGIC, version, 0, header.width, header.height, MODES.index(header.mode),
                        len(iterations), len(name)) + name + header.fingerprint
     out = [head, struct.pack("<I", zlib.crc32(head))]
-    for kind, payload in [(ALPHA, alpha), (ICC, icc)] + [(ITERATION, p) for p in iterations]:
+    for kind, payload in [(ALPHA, alpha), (ICC, icc), (MAP, iteration_map)] + [(ITERATION, p) for p in iterations]:
         if payload is not None:
             framed = _CHUNK.pack(kind, len(payload)) + payload
             out += [framed, struct.pack("<I", zlib.crc32(framed))]
@@ -76,16 +81,18 @@ def padded_pixels(width: int, height: int) -> int:
     return (-(-width // 16) * 16) * (-(-height // 16) * 16)
 
 
-def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int]:
-    """Parse and validate the header; returns it and its size in bytes. max_pixels: default MAX_PIXELS."""
+def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int, int]:
+    """Parse and validate the header; returns it, its size in bytes and the format version.
+    max_pixels: default MAX_PIXELS."""
     max_pixels = max_pixels or MAX_PIXELS
     if len(data) < 4 or data[:4] != MAGIC:
         raise CodecError("not an .lstm file (bad magic)" if data else "empty file")
     if len(data) < _FIXED.size:
         raise CodecError("truncated .lstm header")
     magic, version, flags, width, height, mode, iterations, name_len = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise CodecError(f".lstm format version {version} is not supported (this lstmcodec reads version {VERSION})")
+    if version not in (VERSION, ADAPTIVE_VERSION):
+        raise CodecError(f".lstm format version {version} is not supported "
+                         f"(this lstmcodec reads versions {VERSION} and {ADAPTIVE_VERSION})")
     size = _FIXED.size + name_len + FINGERPRINT_BYTES
     if len(data) < size + 4:
         raise CodecError("truncated .lstm header")
@@ -105,13 +112,13 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int
     except UnicodeDecodeError:
         raise CodecError("corrupt model name in header") from None
     fp = bytes(data[size - FINGERPRINT_BYTES:size])
-    return Header(width, height, MODES[mode], iterations, name, fp), size + 4
+    return Header(width, height, MODES[mode], iterations, name, fp), size + 4, version
 
 
 def read(data: bytes, max_pixels: int | None = None) -> LstmFile:
     """Parse a whole file. A file that ends exactly after a chunk is a valid prefix; one that ends
     inside a chunk, has a bad CRC, or holds more iteration chunks than its header declares is corrupt."""
-    header, pos = read_header(data, max_pixels)
+    header, pos, version = read_header(data, max_pixels)
     f = LstmFile(header, header_size=pos)
     while pos < len(data):
         if len(data) - pos < _CHUNK.size:
@@ -134,11 +141,15 @@ def read(data: bytes, max_pixels: int | None = None) -> LstmFile:
             f.alpha = payload
         elif kind == ICC and f.icc is None:
             f.icc = payload
+        elif kind == MAP and f.iteration_map is None and version == ADAPTIVE_VERSION:
+            f.iteration_map = payload
         else:
             raise CodecError(f"unexpected chunk type {kind!r}")
         pos = end + 4
     if not f.iterations:
         raise CodecError("the file holds no iteration data")
+    if version == ADAPTIVE_VERSION and f.iteration_map is None:
+        raise CodecError("the file declares an iteration map but has none")
     if header.mode in ("RGBA", "LA") and f.alpha is None:
         raise CodecError("the file declares an alpha channel but has none")
     return f
@@ -150,4 +161,4 @@ def truncate(data: bytes, iterations: int) -> bytes:
     if not 1 <= iterations <= len(f.iterations):
         raise CodecError(f"cannot keep {iterations} of {len(f.iterations)} iterations")
     hd = Header(f.header.width, f.header.height, f.header.mode, iterations, f.header.model, f.header.fingerprint)
-    return write(hd, f.iterations[:iterations], f.alpha, f.icc)
+    return write(hd, f.iterations[:iterations], f.alpha, f.icc, f.iteration_map)

@@ -130,11 +130,15 @@ class PlaneCoder:
     """Codes (or decodes) the bit planes of one image in order, remembering what the contexts have seen.
 
     prior: the learned table of the model (learn_prior), or None for models without one (methods 0 and 1 only).
+    active: with spatially adaptive bit rates, the H x W boolean mask of the positions that iteration
+    holds; only their bits are coded, in C-order over (channel, active position), every method
+    treating them as a C x 1 x N plane. Positions stop for good, so an active position always has its
+    previous bit.
     """
 
     def __init__(self, prior: np.ndarray | None, channels: int = 32):
         self.prior = None if prior is None else prior.astype(np.int64).reshape(BUCKETS, channels, 2 << K)
-        self.prev: np.ndarray | None = None
+        self.prev: np.ndarray | None = None    # the previous plane, C x H x W (0 at stopped positions)
         self.t = 0
         self.ones = np.zeros((channels, 2 << K), dtype=np.int64)
         self.total = np.zeros_like(self.ones)
@@ -145,37 +149,55 @@ class PlaneCoder:
         p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
         return np.clip(p, 1, ONE - 1)
 
-    def _previous(self, shape: tuple[int, int, int]) -> np.ndarray:
-        return np.zeros(shape, dtype=np.int64) if self.prev is None else self.prev.astype(np.int64)
+    def _previous(self, active: np.ndarray | None) -> np.ndarray | None:
+        """The previous plane at the coded positions (C x 1 x N when `active` is given), or None at t = 1."""
+        if self.prev is None or active is None:
+            return self.prev
+        return self.prev[:, active][:, None, :]
 
-    def _update(self, bits: np.ndarray) -> np.ndarray:
+    def _update(self, bits: np.ndarray, prev: np.ndarray | None, active: np.ndarray | None,
+                shape: tuple[int, int, int]) -> np.ndarray:
+        """Count the coded bits in their contexts; returns the whole C x H x W plane (0 where not coded)."""
         c = np.arange(bits.shape[0], dtype=np.int64).reshape(-1, 1, 1)
-        local = (self._previous(bits.shape) << K) | _patterns(bits)  # context within the channel
+        previous = np.zeros(bits.shape, np.int64) if prev is None else prev.astype(np.int64)
+        local = (previous << K) | _patterns(bits)  # context within the channel
         idx = (c * (2 << K) + local).ravel()
         n = self.ones.size
         self.ones += np.bincount(idx, weights=bits.ravel(), minlength=n).astype(np.int64).reshape(self.ones.shape)
         self.total += np.bincount(idx, minlength=n).reshape(self.total.shape)
+        if active is not None:
+            plane = np.zeros(shape, dtype=np.uint8)
+            plane[:, active] = bits[:, 0, :]
+            bits = plane
         self.prev, self.t = bits, self.t + 1
         return bits
 
-    def encode(self, bits: np.ndarray) -> bytes:
-        """bits: C x H x W of 0/1. Returns the chunk payload (the smallest method)."""
+    def encode(self, bits: np.ndarray, active: np.ndarray | None = None) -> bytes:
+        """bits: C x H x W of 0/1; active: H x W booleans or None (all). Returns the chunk payload (the smallest method)."""
+        shape = bits.shape
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
-        best = encode_plane(bits, self.prev)
+        if active is not None:
+            bits = np.ascontiguousarray(bits[:, active][:, None, :])
+        prev = self._previous(active)
+        best = encode_plane(bits, prev)
         if self.prior is not None:
-            local = (self._previous(bits.shape) << K) | _patterns(bits)
+            previous = np.zeros(bits.shape, np.int64) if prev is None else prev.astype(np.int64)
+            local = (previous << K) | _patterns(bits)
             probs = np.take_along_axis(self._table(slice(None)), local.reshape(bits.shape[0], -1), axis=1)
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(bits.ravel().astype(np.int32), _BERNOULLI, probs.ravel().astype(np.float64) / ONE)
             learned = bytes([LEARNED]) + coder.get_compressed().astype("<u4").tobytes()
             best = learned if len(learned) < len(best) else best
-        self._update(bits)
+        self._update(bits, prev, active, shape)
         return best
 
-    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        """Inverse of encode, for the next plane of the image. Raises CodecError on a bad payload."""
+    def decode(self, payload: bytes, shape: tuple[int, int, int], active: np.ndarray | None = None) -> np.ndarray:
+        """Inverse of encode, for the next plane of the image: the C x H x W plane (0 where not coded).
+        Raises CodecError on a bad payload."""
+        prev = self._previous(active)
+        coded = shape if active is None else (shape[0], 1, int(active.sum()))
         if not payload or payload[0] != LEARNED:
-            return self._update(decode_plane(payload, shape, self.prev))
+            return self._update(decode_plane(payload, coded, prev), prev, active, shape)
         if self.prior is None:
             raise CodecError("this chunk needs the learned context tables, which this model does not have")
         if shape[0] != self.prior.shape[1]:
@@ -183,19 +205,75 @@ class PlaneCoder:
         body = payload[1:]
         if len(body) % 4:
             raise CodecError("iteration chunk has the wrong size for its image")
-        prev = self._previous(shape)
-        bits = np.zeros(shape, dtype=np.uint8)
+        previous = np.zeros(coded, np.int64) if prev is None else prev.astype(np.int64)
+        bits = np.zeros(coded, dtype=np.uint8)
         try:
             decoder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
-            for c in range(shape[0]):
-                pattern = np.zeros(shape[1:], dtype=np.int64)
+            for c in range(coded[0]):
+                pattern = np.zeros(coded[1:], dtype=np.int64)
                 for j in range(1, min(K, c) + 1):
                     pattern |= bits[c - j].astype(np.int64) << (j - 1)
-                probs = self._table(c)[(prev[c] << K) | pattern]
+                probs = self._table(c)[(previous[c] << K) | pattern]
                 bits[c] = np.asarray(decoder.decode(_BERNOULLI, probs.ravel().astype(np.float64) / ONE),
-                                     dtype=np.uint8).reshape(shape[1:])
+                                     dtype=np.uint8).reshape(coded[1:])
         except CodecError:
             raise
         except Exception as e:  # constriction reports damaged streams with its own exception types
             raise CodecError(f"iteration chunk does not decode ({e})") from None
-        return self._update(bits)
+        return self._update(bits, prev, active, shape)
+
+
+# ----------------------------------------------------------------------------- the iteration map (adaptive bit rates)
+
+MAP_TILES = (1, 2, 4, 8)    # tile sides a map may use, in 16-pixel blocks
+
+
+def encode_map(counts: np.ndarray, tile: int) -> bytes:
+    """The iteration map: counts[i, j] in 1..64 is how many iterations tile (i, j) receives; tile is
+    its side in 16-pixel blocks. Payload: tile (1 byte), the largest count M (1 byte), M frequencies
+    (uint16) of the counts 1..M, then (unless only one count occurs) the counts in C-order coded with
+    constriction's ANS coder and a categorical model of those frequencies (uint32 words)."""
+    values = counts.astype(np.int32).ravel() - 1
+    top = int(values.max()) + 1
+    freq = np.bincount(values, minlength=top)
+    freq = np.where(freq > 0, np.maximum(1, np.round(freq * min(1.0, 65535 / freq.max()))), 0).astype("<u2")
+    if np.count_nonzero(freq) == 1:  # one value everywhere: the frequencies say it all
+        return bytes([tile, top]) + freq.tobytes()
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(values, _categorical(freq))
+    return bytes([tile, top]) + freq.tobytes() + coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_map(payload: bytes, blocks: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Inverse of encode_map for an image of blocks = (rows, columns) of 16-pixel blocks.
+    Returns (counts, tile). Raises CodecError on a payload that cannot be such a map."""
+    if len(payload) < 2 or payload[0] not in MAP_TILES or not 1 <= payload[1] <= 64:
+        raise CodecError("corrupt iteration map chunk")
+    tile, top = payload[0], payload[1]
+    shape = (-(-blocks[0] // tile), -(-blocks[1] // tile))
+    body = payload[2 + 2 * top:]
+    if len(payload) < 2 + 2 * top or len(body) % 4:
+        raise CodecError("corrupt iteration map chunk")
+    freq = np.frombuffer(payload[2:2 + 2 * top], "<u2")
+    if freq.sum() == 0:
+        raise CodecError("corrupt iteration map chunk")
+    if np.count_nonzero(freq) == 1:
+        if body:
+            raise CodecError("corrupt iteration map chunk")
+        return np.full(shape, int(np.flatnonzero(freq)[0]) + 1, dtype=np.int64), tile
+    try:
+        decoder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
+        values = np.asarray(decoder.decode(_categorical(freq), shape[0] * shape[1]), dtype=np.int64)
+    except Exception as e:
+        raise CodecError(f"iteration map chunk does not decode ({e})") from None
+    return (values + 1).reshape(shape), tile
+
+
+def _categorical(freq: np.ndarray):
+    return constriction.stream.model.Categorical(freq.astype(np.float64) / float(freq.sum()), perfect=False)
+
+
+def map_masks(counts: np.ndarray, tile: int, blocks: tuple[int, int], iterations: int) -> list[np.ndarray]:
+    """The rows x columns boolean mask of the blocks that iteration t holds, for t = 1..iterations."""
+    per_block = np.repeat(np.repeat(counts, tile, axis=0), tile, axis=1)[:blocks[0], :blocks[1]]
+    return [per_block >= t for t in range(1, iterations + 1)]

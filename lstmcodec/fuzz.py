@@ -22,12 +22,13 @@ import numpy as np
 
 from . import codec, container
 from .errors import CodecError
+from .imageio import prepare
 
 SPECIAL = [0, 1, 0x7F, 0x80, 0xFE, 0xFF]
 
 
 def seed_files() -> list[bytes]:
-    """Small real files: RGB, grayscale, RGBA with alpha, an odd size, several iteration counts."""
+    """Small real files: RGB, grayscale, RGBA with alpha, an odd size, several iteration counts, an adaptive one."""
     from PIL import Image
 
     g = np.random.default_rng(0)
@@ -40,6 +41,7 @@ def seed_files() -> list[bytes]:
         codec.encode(Image.fromarray(base), iterations=2),
         codec.encode(rgba, iterations=3),
         codec.encode(rgb[:17, :9], iterations=1),
+        codec.encode_adaptive(prepare(Image.fromarray(rgb)), 0.7, max_iterations=4, tile=16, tries=1)[0].data,
     ]
 
 
@@ -88,14 +90,15 @@ def mutate(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
         data = data[:rng.randrange(len(data))] + other[rng.randrange(len(other)):]
     elif kind == "header":  # a well-formed header with hostile fields, then the original chunks
         f = container.read(bytes(data))
-        head = container._FIXED.pack(container.MAGIC, container.VERSION, rng.choice([0, rng.randrange(256)]),
+        version = rng.choice([container.VERSION, container.ADAPTIVE_VERSION])
+        head = container._FIXED.pack(container.MAGIC, version, rng.choice([0, rng.randrange(256)]),
                                      rng.choice([0, 1, 17, 65535, 1 << 14, 1 << 31, rng.randrange(1 << 32)]),
                                      rng.choice([0, 1, 9, 65535, 1 << 14, 1 << 31, rng.randrange(1 << 32)]),
                                      rng.randrange(6), rng.randrange(256), len(f.header.model)) \
             + f.header.model.encode() + f.header.fingerprint
         data = bytearray(head + struct.pack("<I", zlib.crc32(head)) + bytes(data[f.header_size:]))
     else:  # chunk-length: a chunk claims another length
-        hd, pos = container.read_header(bytes(data))
+        hd, pos, _ = container.read_header(bytes(data))
         struct.pack_into("<I", data, pos + 1, rng.choice([0, 1, 2, 5, 1 << 20, (1 << 32) - 1, rng.randrange(4096)]))
     if kind != "header" and rng.random() < 0.5:
         kind += "+crc"

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pytorch_msssim import ms_ssim as _ms_ssim, ssim as _ssim
 
 def _as_batch(img) -> torch.Tensor:
@@ -95,3 +96,49 @@ def _pchip(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarray:
     t = (xq - x[i]) / h[i]
     h00, h10, h01, h11 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t, -2 * t**3 + 3 * t**2, t**3 - t**2
     return h00 * y[i] + h10 * h[i] * m[i] + h01 * y[i + 1] + h11 * h[i] * m[i + 1]
+
+
+# ----------------------------------------------------------------------------- local quality (adaptive bit rates)
+
+_MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)   # the standard MS-SSIM scale weights
+
+
+def _gauss_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Separable gaussian filter, 'valid' (the output is size - 1 smaller per side) unless the input is
+    smaller than the window, which is then edge-replicated first."""
+    g = torch.exp(-((torch.arange(size, dtype=x.dtype, device=x.device) - size // 2) ** 2) / (2 * sigma**2))
+    g = (g / g.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
+    if min(x.shape[-2:]) < size:
+        x = F.pad(x, (size // 2,) * 4, mode="replicate")
+    return F.conv2d(F.conv2d(x, g, groups=x.shape[1]), g.transpose(2, 3), groups=x.shape[1])
+
+
+def local_ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """A per-pixel MS-SSIM map (N x H x W) of two N x C x H x W images.
+
+    At each of the five scales the SSIM terms are computed with the standard 11x11 gaussian window
+    (where the window does not fit, the nearest value is replicated outwards), brought back to full size, and combined pixel by
+    pixel with the standard weights; channels are averaged. Pooled over a region it estimates that
+    region's MS-SSIM (its mean over a whole image is close to, not equal to, pytorch-msssim's value),
+    which is what the encoder's spatially adaptive mode compares with the quality target.
+    Scales stop early on images too small to halve again.
+    """
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    h, w = a.shape[-2:]
+    x, y = a.float(), b.float()
+    out = torch.ones(a.shape[0], a.shape[1], h, w, device=a.device)
+    scales = [wt for s, wt in enumerate(_MS_WEIGHTS) if min(h, w) >> s >= 1]
+    for s, weight in enumerate(scales):
+        mx, my, xx, yy, xy = _gauss_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(5, dim=1)
+        vx, vy, cov = xx - mx**2, yy - my**2, xy - mx * my
+        term = (2 * cov + c2) / (vx + vy + c2)                       # contrast-structure
+        if s == len(scales) - 1:
+            term = term * (2 * mx * my + c1) / (mx**2 + my**2 + c1)  # luminance at the coarsest scale
+        if term.shape[-2:] != x.shape[-2:]:  # a valid filter: replicate the border values outwards
+            dh, dw = x.shape[-2] - term.shape[-2], x.shape[-1] - term.shape[-1]
+            term = F.pad(term, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")
+        term = F.interpolate(term.clamp(min=0), size=(h, w), mode="nearest")
+        out = out * term ** (weight / sum(scales))
+        if s < len(scales) - 1:
+            x, y = (F.avg_pool2d(t, 2, ceil_mode=True) for t in (x, y))
+    return out.mean(dim=1)

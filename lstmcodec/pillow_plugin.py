@@ -17,7 +17,7 @@ class LstmImageFile(ImageFile.ImageFile):
     def _open(self) -> None:
         data = self.fp.read()
         try:
-            header, _ = container.read_header(data)
+            header, _, _ = container.read_header(data)
         except ValueError as e:
             raise SyntaxError(str(e)) from None
         self._lstm_data = data

@@ -36,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     p.add_argument("--one-shot", action="store_true", help="one-shot reconstruction instead of additive")
+    p.add_argument("--adaptive-fraction", type=float, default=0.0,
+                   help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
+                        "spatially adaptive mode (the decoder learns zero bits next to live ones)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--schedule", choices=["cosine", "constant", "sawtooth"], default="cosine")
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
 
     def loss_with_t(net, batch):
         x, t = batch
-        return residual_l1(net, x, int(t))
+        stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
+        return residual_l1(net, x, int(t), stops)
 
     def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)
@@ -108,11 +112,21 @@ def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
     return 0
 
 
-def residual_l1(net, x: torch.Tensor, iterations: int) -> tuple[torch.Tensor, dict]:
+def residual_l1(net, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """L1 on the residual after every iteration, averaged over iterations (Toderici et al.)."""
-    losses = [(x - x_hat).abs().mean() for x_hat in net(x, iterations)]
+    losses = [(x - x_hat).abs().mean() for x_hat in net(x, iterations, stops)]
     loss = torch.stack(losses).mean()
     return loss, {"l1_first": losses[0].detach(), "l1_last": losses[-1].detach(), "unroll": float(iterations)}
+
+
+def random_stops(x: torch.Tensor, iterations: int, fraction: float, tile: int = 2) -> torch.Tensor:
+    """Per-block iteration counts (N x 1 x H/16 x W/16): in `fraction` of the crops every tile of
+    tile x tile blocks stops after a uniform random 1..iterations, in the others every block runs them all."""
+    n, _, h, w = x.shape
+    th, tw = -(-h // (16 * tile)), -(-w // (16 * tile))
+    stops = torch.randint(1, iterations + 1, (n, 1, th, tw), device=x.device)
+    stops = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < fraction, stops, iterations)
+    return stops.repeat_interleave(tile, 2).repeat_interleave(tile, 3)[:, :, :h // 16, :w // 16]
 
 
 def validate(net, images: list[torch.Tensor], iterations: int) -> dict:

@@ -38,7 +38,7 @@ def test_resume_is_exact(tmp_path):
 
 def test_export_gives_a_loadable_codec(tmp_path):
     out = tmp_path / "w.pt"
-    r = _train(tmp_path / "run", 2, "--export", str(out), "--name", "tiny")
+    r = _train(tmp_path / "run", 2, "--export", str(out), "--name", "tiny", "--adaptive-fraction", "1.0")
     assert r.returncode == 0, r.stderr
     codec = load_codec(str(out))
     assert codec.name == "tiny" and codec.model.config.width == 0.125

@@ -11,7 +11,8 @@ Images enter as float tensors in [-0.5, 0.5], N x 3 x H x W, H and W multiples o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Iterator
+import itertools
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from torch import nn
 from .cells import CELLS, State, depth_to_space
 
 BLOCK = 16  # pixels per side of the block that one code vector describes
+Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,12 @@ class Decoder(nn.Module):
         return self.conv_out(x), new_states
 
 
+def keep_stopped(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor | float) -> torch.Tensor:
+    """x̂_t where the block mask (N x 1 x H/16 x W/16) is 1, x̂_{t-1} where it is 0."""
+    pixels = mask.repeat_interleave(BLOCK, dim=2).repeat_interleave(BLOCK, dim=3) > 0
+    return torch.where(pixels, new, old)
+
+
 class RecurrentCodec(nn.Module):
     def __init__(self, cfg: CodecConfig = CodecConfig()):
         super().__init__()
@@ -125,26 +133,40 @@ class RecurrentCodec(nn.Module):
         self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
         self.decoder = Decoder(cfg)
 
-    def iterate(self, x: torch.Tensor, iterations: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The recurrence. Yields (b_t, x̂_t) for t = 1..iterations."""
+    def iterate(self, x: torch.Tensor, iterations: int, active: Gate | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The recurrence. Yields (b_t, x̂_t) for t = 1..iterations.
+
+        active(t, x̂_{t-1}), when given, returns the blocks that receive iteration t (t from 0), an
+        N x 1 x H/16 x W/16 mask of 0/1 (spatially adaptive bit rates): the others get zero bits
+        and keep their reconstruction."""
         r, x_hat = x, torch.zeros_like(x)
         enc_state = dec_state = None
-        for _ in range(iterations):
+        for t in range(iterations):
             code, enc_state = self.encoder(r, enc_state)
             b = self.binarizer(code)                                    # b_t = B(E_t(r_{t-1}))
+            mask = None if active is None else active(t, x_hat)
+            if mask is not None:
+                b = b * mask
             out, dec_state = self.decoder(b, dec_state)
-            x_hat = x_hat + out if self.config.additive else out       # x̂_t = D_t(b_t) + γ·x̂_{t-1}
+            new = x_hat + out if self.config.additive else out          # x̂_t = D_t(b_t) + γ·x̂_{t-1}
+            x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
             r = x - x_hat                                               # r_t = x − x̂_t
             yield b, x_hat
 
-    def forward(self, x: torch.Tensor, iterations: int) -> list[torch.Tensor]:
-        """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations."""
-        return [x_hat for _, x_hat in self.iterate(x, iterations)]
+    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations.
+        stops (N x 1 x H/16 x W/16), when given: how many iterations each block receives (adaptive bit rates)."""
+        active = None if stops is None else (lambda t, _x_hat: (stops > t).to(x.dtype))
+        return [x_hat for _, x_hat in self.iterate(x, iterations, active)]
 
-    def reconstruct(self, bits: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16)."""
-        x_hat, dec_state = None, None
-        for b in bits:
+    def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None
+                    ) -> Iterator[torch.Tensor]:
+        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16);
+        masks: the blocks active in each iteration (as `iterate`'s `active` gave them), or None."""
+        x_hat, dec_state = 0.0, None
+        for b, mask in zip(bits, masks if masks is not None else itertools.repeat(None)):
             out, dec_state = self.decoder(b, dec_state)
-            x_hat = out if (x_hat is None or not self.config.additive) else x_hat + out
+            new = x_hat + out if self.config.additive else out
+            x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
             yield x_hat

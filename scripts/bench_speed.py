@@ -4,7 +4,8 @@
     python scripts/bench_speed.py ../shared/data/kodak/kodim23.png --iterations 8 --runs 5
 
 Reports the model's load time once, then per run the encode time (recurrence + entropy coding +
-container) and decode time (parsing + entropy decoding + decoder), the file size, and peak memory.
+container) and decode time (parsing + entropy decoding + decoder), the file size, the networks'
+multiply-accumulates per pixel and the GFLOP/s the times achieve, and peak memory.
 With --entropy it also times the entropy coder alone: coding and decoding all the bit planes of the
 largest iteration count (the network's time left out).
 """
@@ -57,10 +58,33 @@ def main() -> int:
         print(f"-i {it:2d}: encode median {statistics.median(enc):.2f} s (min {min(enc):.2f}), "
               f"decode median {statistics.median(dec):.2f} s (min {min(dec):.2f}), "
               f"{len(data)} bytes = {8 * len(data) / (w * h):.3f} bpp")
+        work(m, src, it, statistics.median(enc), statistics.median(dec))
     if args.entropy:
         entropy_speed(data, m, args.runs)
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
+
+
+def work(m, src, iterations: int, enc_s: float, dec_s: float) -> None:
+    """Multiply-accumulates of the networks (torch's FLOP counter: convolutions and matrix products),
+    per pixel and per iteration, and the rate the measured times achieve."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = src.rgb.shape[:2]
+    dev = next(m.model.parameters()).device
+    with torch.inference_mode():
+        x = codec._to_tensor(src.rgb, dev)
+        with FlopCounterMode(display=False) as total:
+            for _ in m.model.iterate(x, iterations):
+                pass
+        with FlopCounterMode(display=False) as decoder:
+            for _ in m.model.reconstruct(torch.ones(1, m.model.config.bits, x.shape[2] // 16, x.shape[3] // 16, device=dev)
+                                         for _ in range(iterations)):
+                pass
+    enc_f, dec_f = total.get_total_flops(), decoder.get_total_flops()
+    print(f"       networks: encode {enc_f / 2 / (w * h * iterations):.0f} MAC per pixel per iteration "
+          f"({enc_f / 1e9:.1f} GFLOP in all, {enc_f / 1e9 / enc_s:.1f} GFLOP/s achieved), decode "
+          f"{dec_f / 2 / (w * h * iterations):.0f} MAC per pixel per iteration ({dec_f / 1e9 / dec_s:.1f} GFLOP/s)")
 
 
 def entropy_speed(data: bytes, m, runs: int) -> None:

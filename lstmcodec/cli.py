@@ -197,7 +197,7 @@ def info(input, as_json, map_path) -> int:
     if map_path:
         if fi.tile_iterations is None:
             raise CodecError(f"{input}: not an adaptive file; it has no iteration map")
-        _write_output(map_path, encode_image_bytes(codec.map_image(data), format_for(map_path)))
+        _write_output(map_path, encode_image_bytes(codec.map_image(fi), format_for(map_path)))
     if as_json:
         click.echo(json.dumps(fi.to_dict(), indent=2))
         return 0

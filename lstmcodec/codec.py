@@ -219,7 +219,8 @@ def adaptive_pass(codec: LoadedCodec, x: torch.Tensor, h: int, w: int, target: f
                   until: Callable[[np.ndarray], bool] | None = None) -> AdaptivePass:
     """Run the recurrence, stopping each tile once its local MS-SSIM reaches `target`, or once an
     iteration raised it by less than `min_gain` (a tile the model cannot improve stops costing bits);
-    `until(rgb)`, if given, ends the pass early once the whole reconstruction satisfies it."""
+    with target inf and no min_gain every tile runs (no quality map is computed). `until(rgb)`, if
+    given, ends the pass early once the whole reconstruction satisfies it."""
     blocks = (x.shape[2] // BLOCK, x.shape[3] // BLOCK)
     active = np.ones((-(-blocks[0] // tile_blocks), -(-blocks[1] // tile_blocks)), dtype=bool)
     counts = np.zeros(active.shape, dtype=np.int64)
@@ -240,7 +241,7 @@ def adaptive_pass(codec: LoadedCodec, x: torch.Tensor, h: int, w: int, target: f
         out.rgb = _to_rgb(x_hat, h, w)
         if until is not None and until(out.rgb):
             break
-        if target <= 1.0 or min_gain > -math.inf:
+        if target < math.inf or min_gain > -math.inf:
             now = tile_quality(x, x_hat, tile_blocks)
             active &= (now < target) & (now - quality >= min_gain)
             quality = now
@@ -272,7 +273,7 @@ def encode_adaptive(src: SourceImage, quality: float, max_iterations: int = 16, 
     tb = tile // BLOCK
     with torch.inference_mode():
         x = _to_tensor(src.rgb, dev)
-        uniform = adaptive_pass(codec, x, h, w, 2.0, max_iterations, tb, until=lambda rgb: ms_ssim(rgb, src.rgb) >= quality)
+        uniform = adaptive_pass(codec, x, h, w, math.inf, max_iterations, tb, until=lambda rgb: ms_ssim(rgb, src.rgb) >= quality)
         candidates = [uniform] if ms_ssim(uniform.rgb, src.rgb) >= quality else []
         lo, hi, log_gain = math.log(1e-4), math.log(0.1), math.log(0.01)
         for _ in range(tries if candidates else 0):
@@ -296,11 +297,6 @@ def adaptive_file(src: SourceImage, codec: LoadedCodec, run: AdaptivePass, tile_
     coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
     payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
     return _write_file(src, codec, payloads, entropy.encode_map(run.counts, tile_blocks))
-
-
-def _coded_bits(run: AdaptivePass) -> int:
-    """Bits a pass codes before entropy coding (how the search compares passes without coding them)."""
-    return sum(int(m.sum()) for m in run.masks)
 
 
 def encode(image, iterations: int = 8, model: str = DEFAULT_CODEC, device: str = "cpu") -> bytes:
@@ -415,10 +411,9 @@ def info(data: bytes) -> FileInfo:
     return fi
 
 
-def map_image(data: bytes) -> Image.Image:
-    """The iteration map of an adaptive file drawn at the image's size: black = 1 iteration,
-    white = the most any tile received."""
-    fi = info(data)
+def map_image(fi: FileInfo) -> Image.Image:
+    """The iteration map of an adaptive file (its info()) drawn at the image's size: black = 1
+    iteration, white = the most any tile received."""
     if fi.tile_iterations is None:
         raise CodecError("not an adaptive file; it has no iteration map")
     counts = np.asarray(fi.tile_iterations, dtype=np.float64)

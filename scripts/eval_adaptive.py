@@ -190,7 +190,7 @@ def table(report: dict) -> str:
 
 def write_example(out_dir: Path, stem: str, blob: bytes, point: dict) -> None:
     decoded = codec.decode(blob).convert("RGB")
-    iteration_map = codec.map_image(blob).convert("RGB")
+    iteration_map = codec.map_image(codec.info(blob)).convert("RGB")
     both = Image.new("RGB", (decoded.width * 2 + 8, decoded.height), "white")
     both.paste(decoded, (0, 0))
     both.paste(iteration_map, (decoded.width + 8, 0))

@@ -143,8 +143,11 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, ti
         if adaptive:
             res, run = codec.encode_adaptive(src, quality, max_iterations, int(tile), model, device)
             chosen = len(run.planes)
-            _note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
-                  f"(mean {run.counts.mean():.2f})", quiet)
+            if run.counts.min() == run.counts.max():
+                _note(f"{inp}: uniform iterations were the smallest file: every tile gets {chosen}", quiet)
+            else:
+                _note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
+                      f"(mean {run.counts.mean():.2f})", quiet)
         elif target is None:
             res, chosen = codec.encode_image(src, max_iterations, model, device), max_iterations
         else:

@@ -126,6 +126,16 @@ def check_prior(prior: np.ndarray, channels: int) -> None:
         raise ValueError(f"learned context table has shape {tuple(prior.shape)} or values outside 1..{ONE - 1}")
 
 
+def _previous_bits(prev: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The previous iteration's bits as int64 (zeros for the first iteration)."""
+    return np.zeros(shape, np.int64) if prev is None else prev.astype(np.int64)
+
+
+def _local_contexts(bits: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
+    """Every bit's context within its channel: (previous bit, pattern of the K previous channels)."""
+    return (_previous_bits(prev, bits.shape) << K) | _patterns(bits)
+
+
 class PlaneCoder:
     """Codes (or decodes) the bit planes of one image in order, remembering what the contexts have seen.
 
@@ -155,12 +165,11 @@ class PlaneCoder:
             return self.prev
         return self.prev[:, active][:, None, :]
 
-    def _update(self, bits: np.ndarray, prev: np.ndarray | None, active: np.ndarray | None,
+    def _update(self, bits: np.ndarray, local: np.ndarray, active: np.ndarray | None,
                 shape: tuple[int, int, int]) -> np.ndarray:
-        """Count the coded bits in their contexts; returns the whole C x H x W plane (0 where not coded)."""
+        """Count the coded bits in their contexts (`local`, from _local_contexts); returns the whole
+        C x H x W plane (0 where not coded)."""
         c = np.arange(bits.shape[0], dtype=np.int64).reshape(-1, 1, 1)
-        previous = np.zeros(bits.shape, np.int64) if prev is None else prev.astype(np.int64)
-        local = (previous << K) | _patterns(bits)  # context within the channel
         idx = (c * (2 << K) + local).ravel()
         n = self.ones.size
         self.ones += np.bincount(idx, weights=bits.ravel(), minlength=n).astype(np.int64).reshape(self.ones.shape)
@@ -180,15 +189,14 @@ class PlaneCoder:
             bits = np.ascontiguousarray(bits[:, active][:, None, :])
         prev = self._previous(active)
         best = encode_plane(bits, prev)
+        local = _local_contexts(bits, prev)
         if self.prior is not None:
-            previous = np.zeros(bits.shape, np.int64) if prev is None else prev.astype(np.int64)
-            local = (previous << K) | _patterns(bits)
             probs = np.take_along_axis(self._table(slice(None)), local.reshape(bits.shape[0], -1), axis=1)
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(bits.ravel().astype(np.int32), _BERNOULLI, probs.ravel().astype(np.float64) / ONE)
             learned = bytes([LEARNED]) + coder.get_compressed().astype("<u4").tobytes()
             best = learned if len(learned) < len(best) else best
-        self._update(bits, prev, active, shape)
+        self._update(bits, local, active, shape)
         return best
 
     def decode(self, payload: bytes, shape: tuple[int, int, int], active: np.ndarray | None = None) -> np.ndarray:
@@ -197,7 +205,8 @@ class PlaneCoder:
         prev = self._previous(active)
         coded = shape if active is None else (shape[0], 1, int(active.sum()))
         if not payload or payload[0] != LEARNED:
-            return self._update(decode_plane(payload, coded, prev), prev, active, shape)
+            bits = decode_plane(payload, coded, prev)
+            return self._update(bits, _local_contexts(bits, prev), active, shape)
         if self.prior is None:
             raise CodecError("this chunk needs the learned context tables, which this model does not have")
         if shape[0] != self.prior.shape[1]:
@@ -205,7 +214,7 @@ class PlaneCoder:
         body = payload[1:]
         if len(body) % 4:
             raise CodecError("iteration chunk has the wrong size for its image")
-        previous = np.zeros(coded, np.int64) if prev is None else prev.astype(np.int64)
+        previous = _previous_bits(prev, coded)
         bits = np.zeros(coded, dtype=np.uint8)
         try:
             decoder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
@@ -220,7 +229,7 @@ class PlaneCoder:
             raise
         except Exception as e:  # constriction reports damaged streams with its own exception types
             raise CodecError(f"iteration chunk does not decode ({e})") from None
-        return self._update(bits, prev, active, shape)
+        return self._update(bits, _local_contexts(bits, prev), active, shape)
 
 
 # ----------------------------------------------------------------------------- the iteration map (adaptive bit rates)

@@ -117,19 +117,26 @@ def cli() -> None:
 @click.option("--adaptive", is_flag=True, help="with --quality: each tile stops receiving iterations once its own quality is reached")
 @click.option("--tile", type=click.Choice(["16", "32", "64", "128"]), default="32", show_default=True,
               help="tile side in pixels for --adaptive")
+@click.option("--tiles", default="auto", show_default=True, metavar="auto|off|PIXELS",
+              help="code the image in overlapping tiles of this side (bounded memory); auto: images over "
+                   "2.1 megapixels in 1024-px tiles")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
 @click.option("--denoise", "denoise_first", is_flag=True, help="denoise before coding (noise costs bits)")
 @click.option("--denoiser", default=DEFAULT_DENOISER, show_default=True, help="the denoiser --denoise uses: bundled name or weights path")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, tile, model, denoise_first, denoiser, device,
-           force, quiet) -> int:
+def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, tile, tiles, model, denoise_first, denoiser,
+           device, force, quiet) -> int:
     """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
     if sum(v is not None for v in (bpp, size, quality)) > 1:
         raise click.UsageError("give at most one of --bpp, --size and --quality")
     if adaptive and quality is None:
         raise click.UsageError("--adaptive needs --quality")
+    if tiles not in ("auto", "off") and not tiles.isdigit():
+        raise click.BadParameter(f"'{tiles}' is not auto, off or a number of pixels", param_hint="--tiles")
+    if adaptive and tiles != "auto":
+        raise click.UsageError("--adaptive does not combine with --tiles")
     target = codec.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
     outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
     max_iterations = iterations or (16 if target else 8)
@@ -149,9 +156,9 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, ti
                 _note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
                       f"(mean {run.counts.mean():.2f})", quiet)
         elif target is None:
-            res, chosen = codec.encode_image(src, max_iterations, model, device), max_iterations
+            res, chosen = codec.encode_image(src, max_iterations, model, device, tiles=tiles), max_iterations
         else:
-            res, chosen = codec.encode_to_target(src, target, max_iterations, model, device)
+            res, chosen = codec.encode_to_target(src, target, max_iterations, model, device, tiles)
             _note(f"{inp}: chose {chosen} iterations", quiet)
         for n in res.notices:
             _note(f"notice: {inp}: {n}", quiet)
@@ -213,6 +220,9 @@ def info(input, as_json, map_path) -> int:
         counts = np.asarray(fi.tile_iterations)
         click.echo(f"adaptive: {counts.size} tiles of {fi.tile} px, {counts.min()} to {counts.max()} iterations "
                    f"(mean {counts.mean():.2f})")
+    if fi.tiles is not None:
+        t = fi.tiles
+        click.echo(f"tiled: {t['rows']} x {t['columns']} tiles of {t['side']} px overlapping by {t['overlap']} px")
     for k, (nb, b) in enumerate(zip(fi.iteration_bytes, fi.bpp_per_iteration), start=1):
         click.echo(f"  iteration {k:2d}: {nb:8d} bytes   cumulative {b:.4f} bpp")
     return 0

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from . import container, entropy
+from . import container, entropy, tiling
 from .errors import CodecError
 from .imageio import SourceImage, open_image, prepare, to_pil
 from .nets.recurrent import BLOCK
@@ -53,6 +53,12 @@ def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     return x
+
+
+def _pad_rgb(rgb: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 edge-padded to multiples of 16 (as _to_tensor pads), for cutting tiles from."""
+    h, w = rgb.shape[:2]
+    return np.pad(rgb, ((0, -h % BLOCK), (0, -w % BLOCK), (0, 0)), mode="edge")
 
 
 def _to_rgb(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
@@ -119,21 +125,58 @@ class EncodeResult:
 
 
 def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_CODEC, device: str = "cpu",
-                 on_iteration: Callable[[int], None] | None = None) -> EncodeResult:
-    """Encode a prepared image; `on_iteration(k)` is called after iteration k (the bench times it)."""
+                 on_iteration: Callable[[int], None] | None = None, tiles: int | str = "auto") -> EncodeResult:
+    """Encode a prepared image; `on_iteration(k)` is called after iteration k (the bench times it).
+    tiles: "auto" codes images over tiling.THRESHOLD pixels in overlapping tiles (bounded memory),
+    "off" never tiles, a number forces tiles of that side (a multiple of 16 pixels)."""
     if not 1 <= iterations <= container.MAX_ITERATIONS:
         raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
     h, w = src.rgb.shape[:2]
     codec, dev = _encoder_model(w, h, model, device)
-    payloads: list[bytes] = []
+    try:
+        plan = tiling.plan(w, h, tiles)
+    except ValueError as e:
+        raise CodecError(str(e)) from None
     coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
     with torch.inference_mode():
-        x = _to_tensor(src.rgb, dev)
-        for b, _ in codec.model.iterate(x, iterations):
-            payloads.append(coder.encode(_bits_to_plane(b)))
+        if plan is None:
+            payloads = []
+            for b, _ in codec.model.iterate(_to_tensor(src.rgb, dev), iterations):
+                payloads.append(coder.encode(_bits_to_plane(b)))
+                if on_iteration is not None:
+                    on_iteration(len(payloads))
+        else:
+            planes = _encode_tiles(codec, _pad_rgb(src.rgb), iterations, plan, dev)
+            payloads = [coder.encode(p) for p in planes]
             if on_iteration is not None:
-                on_iteration(len(payloads))
-    return EncodeResult(_write_file(src, codec, payloads), src.notices)
+                on_iteration(iterations)
+    return EncodeResult(_write_file(src, codec, payloads, tiles=plan), src.notices)
+
+
+def _encode_tiles(codec: LoadedCodec, rgb: np.ndarray, iterations: int, plan: tiling.Tiling,
+                  dev: torch.device) -> list[np.ndarray]:
+    """Run the recurrence on each tile of a padded image in turn; returns each iteration's plane of the tiled grid."""
+    height, width = rgb.shape[:2]
+    planes = [np.zeros((codec.model.config.bits, *plan.grid(height, width)), np.uint8) for _ in range(iterations)]
+    for tile in plan.tiles(height, width):
+        x = _to_tensor(rgb[tile.y0:tile.y1, tile.x0:tile.x1], dev)
+        for plane, (b, _) in zip(planes, codec.model.iterate(x, iterations)):
+            plane[:, tile.rows, tile.cols] = _bits_to_plane(b)
+    return planes
+
+
+def _decode_tiles(codec: LoadedCodec, planes: list[np.ndarray], plan: tiling.Tiling, height: int, width: int,
+                  dev: torch.device) -> np.ndarray:
+    """Decode each tile from its blocks of the tiled grid and blend the tiles; returns H x W x 3 uint8."""
+    ph, pw = -(-height // BLOCK) * BLOCK, -(-width // BLOCK) * BLOCK
+    canvas = torch.zeros(1, 3, ph, pw, device=dev)
+    for tile in plan.tiles(ph, pw):
+        bits = (_plane_to_bits(p[:, tile.rows, tile.cols], dev) for p in planes)
+        for x_hat in codec.model.reconstruct(bits):
+            pass
+        canvas[:, :, tile.y0:tile.y1, tile.x0:tile.x1] += x_hat * torch.from_numpy(tile.weights).to(dev)
+        del x_hat
+    return _to_rgb(canvas, height, width)
 
 
 def _encoder_model(w: int, h: int, model: str, device: str) -> tuple[LoadedCodec, torch.device]:
@@ -145,9 +188,11 @@ def _encoder_model(w: int, h: int, model: str, device: str) -> tuple[LoadedCodec
     return codec, next(codec.model.parameters()).device
 
 
-def _write_file(src: SourceImage, codec: LoadedCodec, payloads: list[bytes], iteration_map: bytes | None = None) -> bytes:
+def _write_file(src: SourceImage, codec: LoadedCodec, payloads: list[bytes], iteration_map: bytes | None = None,
+                tiles: tiling.Tiling | None = None) -> bytes:
     h, w = src.rgb.shape[:2]
-    header = container.Header(w, h, src.mode, len(payloads), codec.name, codec.fingerprint)
+    header = container.Header(w, h, src.mode, len(payloads), codec.name, codec.fingerprint,
+                              None if tiles is None else (tiles.extent, tiles.overlap))
     alpha = _pack_alpha(src.alpha) if src.alpha is not None else None
     icc = zlib.compress(src.icc, 9) if src.icc else None
     return container.write(header, payloads, alpha, icc, iteration_map)
@@ -162,7 +207,7 @@ class RateTarget:
 
 
 def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int = 16, model: str = DEFAULT_CODEC,
-                     device: str = "cpu") -> tuple[EncodeResult, int]:
+                     device: str = "cpu", tiles: int | str = "auto") -> tuple[EncodeResult, int]:
     """Rate control by prefix: encode once with `max_iterations`, keep the best prefix.
 
     bpp / size: the most iterations whose whole file fits. quality: the fewest iterations whose
@@ -170,7 +215,7 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
     Returns the result and the iterations kept."""
     from .metrics import ms_ssim
 
-    full = encode_image(src, max_iterations, model, device)
+    full = encode_image(src, max_iterations, model, device, tiles=tiles)
     h, w = src.rgb.shape[:2]
     if target.quality is not None:
         keep = max_iterations
@@ -269,6 +314,9 @@ def encode_adaptive(src: SourceImage, quality: float, max_iterations: int = 16, 
         raise CodecError(f"tile must be one of {', '.join(str(BLOCK * t) for t in entropy.MAP_TILES)} pixels")
     h, w = src.rgb.shape[:2]
     codec, dev = _encoder_model(w, h, model, device)
+    if tiling.plan(w, h) is not None:
+        raise CodecError(f"--adaptive works on images of up to {tiling.THRESHOLD} pixels; "
+                         f"{w}x{h} is coded in tiles (encode it without --adaptive)")
     notices = list(src.notices)
     tb = tile // BLOCK
     with torch.inference_mode():
@@ -310,15 +358,45 @@ def decode(data: bytes, iterations: int | None = None, model: str | None = None,
     `model` overrides the bundled model named in the header (a path to a weights file); either way
     the weights' fingerprint must match the header's, or the file is refused.
     """
-    for image in decode_progressive(data, iterations, model, device):
+    d = _read_planes(data, iterations, model, device)
+    if d.plan is not None:
+        with torch.inference_mode():
+            return d.image(_decode_tiles(d.codec, d.planes, d.plan, d.header.height, d.header.width, d.device))
+    for image in _progressive(d):
         pass
     return image
 
 
 def decode_progressive(data: bytes, iterations: int | None = None, model: str | None = None,
                        device: str = "cpu") -> Iterator[Image.Image]:
-    """Yield the decoded image after each iteration 1..iterations: one decoder pass for every prefix.
-    The k-th image equals decode(data, iterations=k)."""
+    """Yield the decoded image after each iteration 1..iterations: one decoder pass for every prefix
+    (for a tiled file, one pass per prefix). The k-th image equals decode(data, iterations=k)."""
+    d = _read_planes(data, iterations, model, device)
+    if d.plan is None:
+        yield from _progressive(d)
+        return
+    for k in range(1, len(d.planes) + 1):
+        with torch.inference_mode():
+            yield d.image(_decode_tiles(d.codec, d.planes[:k], d.plan, d.header.height, d.header.width, d.device))
+
+
+@dataclass
+class _Decoded:
+    """A file read and entropy-decoded, ready for the decoder network."""
+    header: container.Header
+    codec: LoadedCodec
+    device: torch.device
+    planes: list[np.ndarray]                  # the bit planes, 0/1 (of the tiled grid for a tiled file)
+    masks: list[np.ndarray | None]            # blocks each iteration holds (adaptive files), else None
+    plan: tiling.Tiling | None
+    alpha: np.ndarray | None
+    icc: bytes | None
+
+    def image(self, rgb: np.ndarray) -> Image.Image:
+        return to_pil(rgb, self.header.mode, self.alpha, self.icc)
+
+
+def _read_planes(data: bytes, iterations: int | None, model: str | None, device: str) -> _Decoded:
     if isinstance(data, (str, os.PathLike)):
         data = read_file(data)
     f = container.read(bytes(data))
@@ -330,11 +408,13 @@ def decode_progressive(data: bytes, iterations: int | None = None, model: str | 
         raise CodecError(f"the file holds {len(f.iterations)} iterations, {n} requested")
     codec = _model_for(hd, model, _resolve_device(device))
     dev = next(codec.model.parameters()).device
-    shape = (codec.model.config.bits, -(-hd.height // BLOCK), -(-hd.width // BLOCK))
+    blocks = (-(-hd.height // BLOCK), -(-hd.width // BLOCK))
+    plan = None if hd.tiles is None else tiling.Tiling(*hd.tiles)
+    shape = (codec.model.config.bits, *(blocks if plan is None else plan.grid(blocks[0] * BLOCK, blocks[1] * BLOCK)))
     masks: list[np.ndarray | None] = [None] * n
     if f.iteration_map is not None:
-        counts, tile = entropy.decode_map(f.iteration_map, shape[1:])
-        masks = entropy.map_masks(counts, tile, shape[1:], n)
+        counts, tile = entropy.decode_map(f.iteration_map, blocks)
+        masks = entropy.map_masks(counts, tile, blocks, n)
     planes = []
     coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
     for payload, mask in zip(f.iterations[:n], masks):  # all entropy decoding first: a corrupt chunk fails before any output
@@ -344,11 +424,16 @@ def decode_progressive(data: bytes, iterations: int | None = None, model: str | 
         planes.append(coder.decode(payload, shape, mask))
     alpha = _unpack_alpha(f.alpha, hd.width, hd.height) if f.alpha is not None else None
     icc = _unpack_icc(f.icc) if f.icc is not None else None
+    return _Decoded(hd, codec, dev, planes, masks, plan, alpha, icc)
+
+
+def _progressive(d: _Decoded) -> Iterator[Image.Image]:
+    """The whole image after each iteration, from one decoder pass (untiled files)."""
     with torch.inference_mode():
-        block_masks = [None if m is None else _mask_tensor(m, dev) for m in masks]
-        bits = (_plane_to_bits(p, dev) * (1 if m is None else m) for p, m in zip(planes, block_masks))
-        for x_hat in codec.model.reconstruct(bits, block_masks):
-            yield to_pil(_to_rgb(x_hat, hd.height, hd.width), hd.mode, alpha, icc)
+        block_masks = [None if m is None else _mask_tensor(m, d.device) for m in d.masks]
+        bits = (_plane_to_bits(p, d.device) * (1 if m is None else m) for p, m in zip(d.planes, block_masks))
+        for x_hat in d.codec.model.reconstruct(bits, block_masks):
+            yield d.image(_to_rgb(x_hat, d.header.height, d.header.width))
 
 
 def _model_for(hd: container.Header, model: str | None, device: str) -> LoadedCodec:
@@ -391,6 +476,7 @@ class FileInfo:
     bpp_per_iteration: list[float]  # cumulative: file truncated after k iterations
     tile: int | None = None                        # adaptive files: tile side in pixels
     tile_iterations: list[list[int]] | None = None  # adaptive files: the iteration map, one row per tile row
+    tiles: dict | None = None                       # tiled files: {"side", "overlap", "rows", "columns"} of the tiles
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -408,6 +494,10 @@ def info(data: bytes) -> FileInfo:
     if f.iteration_map is not None:
         counts, tile = entropy.decode_map(f.iteration_map, (-(-hd.height // BLOCK), -(-hd.width // BLOCK)))
         fi.tile, fi.tile_iterations = tile * BLOCK, counts.tolist()
+    if hd.tiles is not None:
+        plan = tiling.Tiling(*hd.tiles)
+        ph, pw = -(-hd.height // BLOCK) * BLOCK, -(-hd.width // BLOCK) * BLOCK
+        fi.tiles = {"side": plan.extent, "overlap": plan.overlap, "rows": len(plan.spans(ph)), "columns": len(plan.spans(pw))}
     return fi
 
 

@@ -6,7 +6,8 @@
 
 Metadata chunks (alpha 'A', ICC profile 'C', iteration map 'M') come before the iteration chunks
 ('I'), so that every prefix of whole iteration chunks is itself a valid file with fewer iterations.
-Version 1 files have no map; version 2 files (spatially adaptive bit rates) have exactly one.
+Version 1 files have no map; version 2 files (spatially adaptive bit rates) have exactly one;
+version 3 files (large images coded in overlapping tiles) add the tile side and overlap to the header.
 All integers are little-endian. Everything is validated before anything is allocated.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ from .errors import CodecError
 MAGIC = b"LSTM"
 VERSION = 1            # written for files without an iteration map
 ADAPTIVE_VERSION = 2   # written for files with one (spatially adaptive bit rates)
+TILED_VERSION = 3      # written for images coded in overlapping tiles (header: tile side, overlap)
+VERSIONS = (VERSION, ADAPTIVE_VERSION, TILED_VERSION)
 MODES = ("L", "RGB", "RGBA", "LA")
 # cap on the pixels of an image padded to 16x16 blocks, checked before any allocation;
 # set LSTMCODEC_MAX_PIXELS to change it
@@ -33,6 +36,7 @@ MAX_PIXELS = _max_pixels_from_env()
 MAX_ITERATIONS = 64
 ITERATION, ALPHA, ICC, MAP = b"I", b"A", b"C", b"M"
 _FIXED = struct.Struct("<4sBBIIBBB")   # magic, version, flags, width, height, mode, iterations, name length
+_TILES = struct.Struct("<HH")          # version 3: tile side and overlap in pixels
 _CHUNK = struct.Struct("<cI")
 FINGERPRINT_BYTES = 8
 
@@ -45,6 +49,7 @@ class Header:
     iterations: int            # iteration chunks the encoder wrote
     model: str
     fingerprint: bytes
+    tiles: tuple[int, int] | None = None   # (tile side, overlap) in pixels when coded in tiles (version 3)
 
 
 @dataclass
@@ -65,9 +70,13 @@ def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, i
         raise CodecError("model name longer than 255 bytes")
     if len(header.fingerprint) != FINGERPRINT_BYTES:
         raise CodecError("model fingerprint must be 8 bytes")
-    version = VERSION if iteration_map is None else ADAPTIVE_VERSION
+    if header.tiles is not None and iteration_map is not None:
+        raise CodecError("a tiled file cannot carry an iteration map")
+    version = TILED_VERSION if header.tiles else VERSION if iteration_map is None else ADAPTIVE_VERSION
     head = _FIXED.pack(MAGIC, version, 0, header.width, header.height, MODES.index(header.mode),
                        len(iterations), len(name)) + name + header.fingerprint
+    if header.tiles:
+        head += _TILES.pack(*header.tiles)
     out = [head, struct.pack("<I", zlib.crc32(head))]
     for kind, payload in [(ALPHA, alpha), (ICC, icc), (MAP, iteration_map)] + [(ITERATION, p) for p in iterations]:
         if payload is not None:
@@ -90,10 +99,13 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int
     if len(data) < _FIXED.size:
         raise CodecError("truncated .lstm header")
     magic, version, flags, width, height, mode, iterations, name_len = _FIXED.unpack_from(data)
-    if version not in (VERSION, ADAPTIVE_VERSION):
+    if version not in VERSIONS:
         raise CodecError(f".lstm format version {version} is not supported "
-                         f"(this lstmcodec reads versions {VERSION} and {ADAPTIVE_VERSION})")
+                         f"(this lstmcodec reads versions {', '.join(map(str, VERSIONS))})")
     size = _FIXED.size + name_len + FINGERPRINT_BYTES
+    fp_end = size
+    if version == TILED_VERSION:
+        size += _TILES.size
     if len(data) < size + 4:
         raise CodecError("truncated .lstm header")
     if struct.unpack_from("<I", data, size)[0] != zlib.crc32(data[:size]):
@@ -111,8 +123,14 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int
         name = data[_FIXED.size:_FIXED.size + name_len].decode()
     except UnicodeDecodeError:
         raise CodecError("corrupt model name in header") from None
-    fp = bytes(data[size - FINGERPRINT_BYTES:size])
-    return Header(width, height, MODES[mode], iterations, name, fp), size + 4, version
+    fp = bytes(data[fp_end - FINGERPRINT_BYTES:fp_end])
+    tiles = None
+    if version == TILED_VERSION:
+        tiles = _TILES.unpack_from(data, fp_end)
+        side, overlap = tiles
+        if side % 16 or overlap % 16 or side < 64 or 4 * overlap > side:
+            raise CodecError(f"invalid tiling in header (tile side {side}, overlap {overlap})")
+    return Header(width, height, MODES[mode], iterations, name, fp, tiles), size + 4, version
 
 
 def read(data: bytes, max_pixels: int | None = None) -> LstmFile:
@@ -160,5 +178,6 @@ def truncate(data: bytes, iterations: int) -> bytes:
     f = read(data)
     if not 1 <= iterations <= len(f.iterations):
         raise CodecError(f"cannot keep {iterations} of {len(f.iterations)} iterations")
-    hd = Header(f.header.width, f.header.height, f.header.mode, iterations, f.header.model, f.header.fingerprint)
+    hd = Header(f.header.width, f.header.height, f.header.mode, iterations, f.header.model, f.header.fingerprint,
+                f.header.tiles)
     return write(hd, f.iterations[:iterations], f.alpha, f.icc, f.iteration_map)

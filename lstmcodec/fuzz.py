@@ -28,7 +28,8 @@ SPECIAL = [0, 1, 0x7F, 0x80, 0xFE, 0xFF]
 
 
 def seed_files() -> list[bytes]:
-    """Small real files: RGB, grayscale, RGBA with alpha, an odd size, several iteration counts, an adaptive one."""
+    """Small real files: RGB, grayscale, RGBA with alpha, an odd size, several iteration counts, an
+    adaptive one, a tiled one."""
     from PIL import Image
 
     g = np.random.default_rng(0)
@@ -42,6 +43,7 @@ def seed_files() -> list[bytes]:
         codec.encode(rgba, iterations=3),
         codec.encode(rgb[:17, :9], iterations=1),
         codec.encode_adaptive(prepare(Image.fromarray(rgb)), 0.7, max_iterations=4, tile=16, tries=1)[0].data,
+        codec.encode_image(prepare(Image.fromarray(np.tile(rgb, (2, 2, 1))[:72, :72])), 2, tiles=64).data,
     ]
 
 
@@ -52,6 +54,8 @@ def repair_crcs(data: bytes) -> bytes:
         return bytes(b)
     name_len = b[container._FIXED.size - 1]
     size = container._FIXED.size + name_len + container.FINGERPRINT_BYTES
+    if b[4] == container.TILED_VERSION:
+        size += container._TILES.size
     if len(b) < size + 4:
         return bytes(b)
     struct.pack_into("<I", b, size, zlib.crc32(b[:size]))
@@ -90,12 +94,15 @@ def mutate(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
         data = data[:rng.randrange(len(data))] + other[rng.randrange(len(other)):]
     elif kind == "header":  # a well-formed header with hostile fields, then the original chunks
         f = container.read(bytes(data))
-        version = rng.choice([container.VERSION, container.ADAPTIVE_VERSION])
+        version = rng.choice(container.VERSIONS)
         head = container._FIXED.pack(container.MAGIC, version, rng.choice([0, rng.randrange(256)]),
                                      rng.choice([0, 1, 17, 65535, 1 << 14, 1 << 31, rng.randrange(1 << 32)]),
                                      rng.choice([0, 1, 9, 65535, 1 << 14, 1 << 31, rng.randrange(1 << 32)]),
                                      rng.randrange(6), rng.randrange(256), len(f.header.model)) \
             + f.header.model.encode() + f.header.fingerprint
+        if version == container.TILED_VERSION:
+            head += container._TILES.pack(*(rng.choice([0, 16, 32, 48, 64, 1024, 65535, rng.randrange(1 << 16)])
+                                            for _ in range(2)))
         data = bytearray(head + struct.pack("<I", zlib.crc32(head)) + bytes(data[f.header_size:]))
     else:  # chunk-length: a chunk claims another length
         hd, pos, _ = container.read_header(bytes(data))

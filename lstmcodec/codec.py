@@ -347,9 +347,10 @@ def adaptive_file(src: SourceImage, codec: LoadedCodec, run: AdaptivePass, tile_
     return _write_file(src, codec, payloads, entropy.encode_map(run.counts, tile_blocks))
 
 
-def encode(image, iterations: int = 8, model: str = DEFAULT_CODEC, device: str = "cpu") -> bytes:
-    """Compress an image (path, PIL image, bytes or H x W x 3 uint8 array) to .lstm bytes."""
-    return encode_image(prepare(open_image(image)), iterations, model, device).data
+def encode(image, iterations: int = 8, model: str = DEFAULT_CODEC, device: str = "cpu", tiles: int | str = "auto") -> bytes:
+    """Compress an image (path, PIL image, bytes or H x W x 3 uint8 array) to .lstm bytes.
+    tiles: "auto" (images over 2^21 pixels in overlapping 1024-px tiles), "off", or a tile side in pixels."""
+    return encode_image(prepare(open_image(image)), iterations, model, device, tiles=tiles).data
 
 
 def decode(data: bytes, iterations: int | None = None, model: str | None = None, device: str = "cpu") -> Image.Image:

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lstmcodec import data, metrics, runtime  # noqa: E402
 from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec  # noqa: E402
-from lstmcodec.weights import export_codec  # noqa: E402
+from lstmcodec.weights import export_codec, load_codec  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,6 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     p.add_argument("--one-shot", action="store_true", help="one-shot reconstruction instead of additive")
+    p.add_argument("--decoder-hidden-kernel", type=int, choices=[1, 3], default=3,
+                   help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
+    p.add_argument("--init", metavar="WEIGHTS", help="start from a codec weights file (name or path); 3x3 hidden "
+                   "kernels become their centre taps where the model has 1x1 ones")
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
                         "spatially adaptive mode (the decoder learns zero bits next to live ones)")
@@ -69,8 +73,11 @@ def main(argv=None) -> int:
     val = [_center_crop(data.load_rgb(f), 256) for f in val_files[:8]]
 
     runtime.seed_everything(args.seed)  # before the model is built: its initial weights come from the seed
-    config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot)
+    config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot,
+                         decoder_hidden_kernel=args.decoder_hidden_kernel)
     model = RecurrentCodec(config)
+    if args.init:
+        init_from(model, args.init)
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
 
     def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch
@@ -110,6 +117,20 @@ def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
     fp = export_codec(model, out, name, meta={"steps": ck["step"], "elapsed_s": ck["elapsed"], "train": train})
     runtime.log(f"exported {out} from step {ck['step']} (fingerprint {fp.hex()})")
     return 0
+
+
+def init_from(model: RecurrentCodec, weights: str) -> None:
+    """Copy a codec's weights into `model`; a k x k kernel where `model` has a 1 x 1 one gives its centre tap."""
+    source = load_codec(weights).model.state_dict()
+    target = model.state_dict()
+    for key, value in source.items():
+        want = target[key].shape
+        if value.shape != want and value.dim() == 4 and want[2:] == (1, 1):
+            k = value.shape[2] // 2
+            value = value[:, :, k:k + 1, k:k + 1]
+        target[key] = value.float()
+    model.load_state_dict(target)
+    runtime.log(f"initialised from {weights}")
 
 
 def residual_l1(net, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:

@@ -46,6 +46,21 @@ def test_export_gives_a_loadable_codec(tmp_path):
     assert (tmp_path / "run" / "log.csv").read_text().startswith("step,")
 
 
+def test_init_from_weights_maps_kernels_to_a_cheaper_decoder(tmp_path):
+    """--init with --decoder-hidden-kernel 1: the bundled 3x3 hidden kernels become their centre taps."""
+    out = tmp_path / "cheap.pt"
+    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-ft", "--decoder-hidden-kernel", "1",
+               "--lr", "0", "--export", str(out), "--name", "cheap")
+    assert r.returncode == 0, r.stderr
+    assert "initialised from lstm-w25-ft" in r.stderr
+    cheap, full = load_codec(str(out)).model, load_codec("lstm-w25-ft").model
+    assert cheap.config.decoder_hidden_kernel == 1 and full.config.decoder_hidden_kernel == 3
+    for a, b in zip(cheap.decoder.rnns[2:], full.decoder.rnns[2:]):
+        assert a.conv_h.weight.shape[2:] == (1, 1)
+        assert torch.equal(a.conv_h.weight[:, :, 0, 0], b.conv_h.weight[:, :, 1, 1])
+    assert torch.equal(cheap.encoder.conv.weight, full.encoder.conv.weight)
+
+
 def test_two_process_ddp_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
            str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(tmp_path / "ddp"), "--steps", "2", *TINY]

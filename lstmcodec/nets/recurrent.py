@@ -32,6 +32,7 @@ class CodecConfig:
     bits: int = 32            # bits per 16x16 block per iteration
     iterations: int = 16      # iterations the model was trained for
     additive: bool = True     # x̂_t = D(b_t) + x̂_{t-1}; False: one-shot, x̂_t = D(b_t)
+    decoder_hidden_kernel: int = 3  # hidden-state kernel of the decoder's two full-resolution cells (1: less than half the decoder's work)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,8 +110,8 @@ class Decoder(nn.Module):
         self.rnns = nn.ModuleList([
             cell(c0, c1, kernel=3, hidden_kernel=1),
             cell(c1 // 4, c2, kernel=3, hidden_kernel=1),
-            cell(c2 // 4, c3, kernel=3, hidden_kernel=3),
-            cell(c3 // 4, c4, kernel=3, hidden_kernel=3),
+            cell(c2 // 4, c3, kernel=3, hidden_kernel=cfg.decoder_hidden_kernel),
+            cell(c3 // 4, c4, kernel=3, hidden_kernel=cfg.decoder_hidden_kernel),
         ])
         self.conv_out = nn.Conv2d(c4 // 4, 3, 1)
 

@@ -141,7 +141,7 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
     with torch.inference_mode():
         if plan is None:
             payloads = []
-            for b, _ in codec.model.iterate(_to_tensor(src.rgb, dev), iterations):
+            for b, _ in codec.model.iterate(_to_tensor(src.rgb, dev), iterations, final_reconstruction=False):
                 payloads.append(coder.encode(_bits_to_plane(b)))
                 if on_iteration is not None:
                     on_iteration(len(payloads))
@@ -160,7 +160,7 @@ def _encode_tiles(codec: LoadedCodec, rgb: np.ndarray, iterations: int, plan: ti
     planes = [np.zeros((codec.model.config.bits, *plan.grid(height, width)), np.uint8) for _ in range(iterations)]
     for tile in plan.tiles(height, width):
         x = _to_tensor(rgb[tile.y0:tile.y1, tile.x0:tile.x1], dev)
-        for plane, (b, _) in zip(planes, codec.model.iterate(x, iterations)):
+        for plane, (b, _) in zip(planes, codec.model.iterate(x, iterations, final_reconstruction=False)):
             plane[:, tile.rows, tile.cols] = _bits_to_plane(b)
     return planes
 
@@ -303,9 +303,9 @@ def encode_adaptive(src: SourceImage, quality: float, max_iterations: int = 16, 
     model improves slowly costs bits for little). g is searched (bisection on log g in [1e-4, 0.1],
     `tries` encoder passes) for the smallest file whose whole-image MS-SSIM reaches `quality`.
     Uniform iterations are a special case of a map (every tile the same count) and a candidate too:
-    the fewest that reach `quality`, so an adaptive file is never larger than a uniform one (but for
-    its few bytes of map). If nothing reaches `quality`, every tile gets every iteration.
-    The file stores the iteration map (format version 2)."""
+    the fewest that reach `quality`, so an adaptive file is never larger than a uniform one. If nothing
+    reaches `quality`, every tile gets every iteration. The file stores the iteration map (format
+    version 2), or is a plain file when uniform iterations won."""
     from .metrics import ms_ssim
 
     if not 1 <= max_iterations <= container.MAX_ITERATIONS:
@@ -341,8 +341,11 @@ def encode_adaptive(src: SourceImage, quality: float, max_iterations: int = 16, 
 
 
 def adaptive_file(src: SourceImage, codec: LoadedCodec, run: AdaptivePass, tile_blocks: int) -> bytes:
-    """The .lstm file (version 2) of an adaptive pass: its iteration map, then only the live blocks' bits."""
+    """The .lstm file (version 2) of an adaptive pass: its iteration map, then only the live blocks' bits.
+    A map where every tile has the same count is a plain file (version 1): no map bytes to pay for."""
     coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
+    if (run.counts == run.counts.flat[0]).all():
+        return _write_file(src, codec, [coder.encode(p) for p in run.planes])
     payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
     return _write_file(src, codec, payloads, entropy.encode_map(run.counts, tile_blocks))
 

@@ -75,7 +75,7 @@ def work(m, src, iterations: int, enc_s: float, dec_s: float) -> None:
     with torch.inference_mode():
         x = codec._to_tensor(src.rgb, dev)
         with FlopCounterMode(display=False) as total:
-            for _ in m.model.iterate(x, iterations):
+            for _ in m.model.iterate(x, iterations, final_reconstruction=False):  # as encode runs it
                 pass
         with FlopCounterMode(display=False) as decoder:
             for _ in m.model.reconstruct(torch.ones(1, m.model.config.bits, x.shape[2] // 16, x.shape[3] // 16, device=dev)

@@ -134,13 +134,14 @@ class RecurrentCodec(nn.Module):
         self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
         self.decoder = Decoder(cfg)
 
-    def iterate(self, x: torch.Tensor, iterations: int, active: Gate | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iterate(self, x: torch.Tensor, iterations: int, active: Gate | None = None,
+                final_reconstruction: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The recurrence. Yields (b_t, x̂_t) for t = 1..iterations.
 
         active(t, x̂_{t-1}), when given, returns the blocks that receive iteration t (t from 0), an
         N x 1 x H/16 x W/16 mask of 0/1 (spatially adaptive bit rates): the others get zero bits
-        and keep their reconstruction."""
+        and keep their reconstruction. final_reconstruction=False skips the decoder in the last
+        iteration and yields (b_T, None): an encoder that only wants the bits saves one decoder run."""
         r, x_hat = x, torch.zeros_like(x)
         enc_state = dec_state = None
         for t in range(iterations):
@@ -149,6 +150,9 @@ class RecurrentCodec(nn.Module):
             mask = None if active is None else active(t, x_hat)
             if mask is not None:
                 b = b * mask
+            if t == iterations - 1 and not final_reconstruction:
+                yield b, None
+                return
             out, dec_state = self.decoder(b, dec_state)
             new = x_hat + out if self.config.additive else out          # x̂_t = D_t(b_t) + γ·x̂_{t-1}
             x_hat = new if mask is None else keep_stopped(mask, new, x_hat)

@@ -27,9 +27,9 @@ from lstmcodec.weights import export_codec, load_codec  # noqa: E402
 
 def planes_of(model, path: Path, iterations: int = 16) -> np.ndarray:
     src = prepare(open_image(path))
+    x = _to_tensor(src.rgb, torch.device("cpu"))
     with torch.inference_mode():
-        return np.stack([_bits_to_plane(b) for b, _ in model.iterate(_to_tensor(src.rgb, torch.device("cpu")), iterations,
-                                                                  final_reconstruction=False)])
+        return np.stack([_bits_to_plane(b) for b, _ in model.iterate(x, iterations, final_reconstruction=False)])
 
 
 def savings(prior, images: list[np.ndarray], counts=(2, 4, 8, 16)) -> dict[int, float]:

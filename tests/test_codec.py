@@ -5,10 +5,12 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import lstmcodec
 from lstmcodec import metrics
+from lstmcodec.weights import DEFAULT_CODEC, load_codec
 
 # Quality bands measured with the default bundled weights (lstm-w25-fast) on tests/data/parrots.png
 # (see weights/README.md); each floor sits a little under the measured value.
@@ -144,7 +146,6 @@ def test_api_errors_are_codec_errors(parrots, parrots_lstm):
 
 
 def test_file_made_with_other_weights_is_refused(tmp_path, parrots):
-    import torch
     from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec
     from lstmcodec.weights import export_codec
 
@@ -160,12 +161,8 @@ def test_file_made_with_other_weights_is_refused(tmp_path, parrots):
 def test_encoder_skips_the_last_decoder_run_without_changing_the_bits(parrots):
     """encode needs x̂_t only to form the next residual: iterate(final_reconstruction=False) runs the
     decoder T-1 times and yields the same bits."""
-    import torch
-
-    from lstmcodec.weights import DEFAULT_CODEC, load_codec
-
     model = load_codec(DEFAULT_CODEC).model
-    x = torch.from_numpy(parrots[:64, :64].copy()).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(parrots[:64, :64].copy()).permute(2, 0, 1)[None].float() / 255 - 0.5
     calls = []
     hook = model.decoder.register_forward_hook(lambda *_: calls.append(1))
     with torch.inference_mode():

@@ -46,13 +46,13 @@ def _resolve_device(device: str) -> str:
 
 
 def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """H x W x 3 uint8 -> 1 x 3 x H' x W' in [-0.5, 0.5], edge-padded to multiples of 16."""
+    """H x W x 3 uint8 -> 1 x 3 x H' x W' in [-0.5, 0.5], edge-padded to multiples of 16, channels-last."""
     h, w = rgb.shape[:2]
     x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0 - 0.5
     ph, pw = -h % BLOCK, -w % BLOCK
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _pad_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -72,7 +72,8 @@ def _bits_to_plane(b: torch.Tensor) -> np.ndarray:
 
 
 def _plane_to_bits(plane: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(plane.astype(np.float32) * 2 - 1).unsqueeze(0).to(device)
+    b = torch.from_numpy(plane.astype(np.float32) * 2 - 1).unsqueeze(0).to(device)
+    return b.contiguous(memory_format=torch.channels_last)
 
 
 def _mask_tensor(mask: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -61,6 +61,30 @@ def test_init_from_weights_maps_kernels_to_a_cheaper_decoder(tmp_path):
     assert torch.equal(cheap.encoder.conv.weight, full.encoder.conv.weight)
 
 
+def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
+    """--init with narrower --decoder-hidden: each cell keeps the groups of 4 hidden channels that the next
+    layer reads most strongly, with their gate rows, recurrent weights and the next layer's columns."""
+    out = tmp_path / "narrow.pt"
+    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-fast", "--decoder-hidden-kernel", "1",
+               "--decoder-hidden", "128", "128", "48", "24", "--lr", "0", "--export", str(out), "--name", "narrow")
+    assert r.returncode == 0, r.stderr
+    narrow, full = load_codec(str(out)).model, load_codec("lstm-w25-fast").model
+    assert narrow.config.decoder_hidden == (128, 128, 48, 24) and full.config.decoder_hidden == ()
+    n_out, f_out = narrow.decoder.conv_out.weight, full.decoder.conv_out.weight   # 3 x groups x 1 x 1
+    kept = [next(j for j in range(f_out.shape[1]) if torch.equal(n_out[:, i], f_out[:, j])) for i in range(n_out.shape[1])]
+    strength = f_out.float().pow(2).sum(dim=(0, 2, 3))
+    dropped = sorted(set(range(f_out.shape[1])) - set(kept))
+    assert kept == sorted(kept) and len(dropped) == 2 and strength[dropped].max() <= strength[kept].min()
+    units = torch.tensor([4 * g + j for g in kept for j in range(4)])
+    n4, f4 = narrow.decoder.rnns[3], full.decoder.rnns[3]
+    for gate in range(4):
+        rows = gate * 32 + units
+        assert torch.equal(n4.conv_h.weight[gate * 24:(gate + 1) * 24], f4.conv_h.weight[rows][:, units])
+        assert torch.equal(n4.conv_x.bias[gate * 24:(gate + 1) * 24], f4.conv_x.bias[rows])
+    assert n4.conv_x.weight.shape == (4 * 24, 12, 3, 3) and narrow.decoder.rnns[2].conv_h.weight.shape == (4 * 48, 48, 1, 1)
+    assert torch.equal(narrow.decoder.rnns[1].conv_x.weight, full.decoder.rnns[1].conv_x.weight)
+
+
 def test_two_process_ddp_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
            str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(tmp_path / "ddp"), "--steps", "2", *TINY]

@@ -33,6 +33,11 @@ class CodecConfig:
     iterations: int = 16      # iterations the model was trained for
     additive: bool = True     # x̂_t = D(b_t) + x̂_{t-1}; False: one-shot, x̂_t = D(b_t)
     decoder_hidden_kernel: int = 3  # hidden-state kernel of the decoder's two full-resolution cells (1: less than half the decoder's work)
+    decoder_hidden: tuple[int, ...] = ()  # hidden channels of the decoder's four cells; () = 512, 512, 256, 128 times width
+
+    def __post_init__(self):
+        if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(c <= 0 or c % 4 for c in self.decoder_hidden)):
+            raise ValueError(f"decoder_hidden must be four positive multiples of 4, not {self.decoder_hidden}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +45,10 @@ class CodecConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        kw = {k: v for k, v in d.items() if k in known}
+        if "decoder_hidden" in kw:
+            kw["decoder_hidden"] = tuple(kw["decoder_hidden"])
+        return cls(**kw)
 
 
 def _ch(base: int, width: float) -> int:
@@ -105,7 +113,8 @@ class Decoder(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         cell = CELLS[cfg.cell]
-        c0, c1, c2, c3, c4 = (_ch(c, cfg.width) for c in (512, 512, 512, 256, 128))
+        c0 = _ch(512, cfg.width)
+        c1, c2, c3, c4 = cfg.decoder_hidden or (_ch(c, cfg.width) for c in (512, 512, 256, 128))
         self.conv_in = nn.Conv2d(cfg.bits, c0, 1)
         self.rnns = nn.ModuleList([
             cell(c0, c1, kernel=3, hidden_kernel=1),

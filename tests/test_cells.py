@@ -1,0 +1,48 @@
+"""The recurrent cells: the fast inference arithmetic equals the training arithmetic."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmcodec.nets.cells import ConvLSTMCell
+
+
+def _run(cell: ConvLSTMCell, xs: list[torch.Tensor], channels_last: bool, grad: bool) -> list[torch.Tensor]:
+    """Three steps of the cell; returns every h and c."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    cell = cell.to(memory_format=fmt)
+    out, state = [], None
+    with torch.set_grad_enabled(grad):
+        for x in xs:
+            h, state = cell(x.contiguous(memory_format=fmt), state)
+            out += [h.detach(), state[1].detach()]
+    return out
+
+
+@pytest.mark.parametrize("kernel,stride,hidden_kernel", [(3, 2, 1), (3, 1, 1), (3, 1, 3)])
+def test_inference_path_equals_training_path(kernel, stride, hidden_kernel):
+    """Inference (no autograd) uses in-place activations, tanh as 2·sigmoid(2x) - 1 and, channels-last
+    with a 1x1 hidden kernel, an in-place matrix product for the hidden state: the same numbers as the
+    plain training arithmetic, in either memory layout."""
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(8, 12, kernel=kernel, stride=stride, hidden_kernel=hidden_kernel)
+    xs = [torch.randn(2, 8, 16, 24) for _ in range(3)]
+    reference = _run(cell, xs, channels_last=False, grad=True)
+    for channels_last in (False, True):
+        fast = _run(cell, xs, channels_last=channels_last, grad=False)
+        for a, b in zip(fast, reference):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert _run(cell, xs, channels_last=True, grad=False)[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_training_path_still_has_gradients_through_the_hidden_state():
+    """The in-place hidden-state product is also taken in training when tensors are channels-last:
+    gradients must reach the hidden-state weights."""
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(4, 8, kernel=3, stride=1, hidden_kernel=1).to(memory_format=torch.channels_last)
+    state = None
+    for _ in range(2):
+        h, state = cell(torch.randn(1, 4, 8, 8).contiguous(memory_format=torch.channels_last), state)
+    h.sum().backward()
+    assert cell.conv_h.weight.grad is not None and cell.conv_h.weight.grad.abs().sum() > 0

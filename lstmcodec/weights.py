@@ -23,7 +23,7 @@ from . import entropy
 from .nets.recurrent import CodecConfig, RecurrentCodec
 
 FORMAT = "lstmcodec-weights/1"
-DEFAULT_CODEC = "lstm-w25-fast"
+DEFAULT_CODEC = "lstm-w25-lean"
 DEFAULT_DENOISER = "photo"
 
 
@@ -41,10 +41,15 @@ def registry() -> dict:
         return json.load(f)
 
 
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy in the standard (row-major) layout, whatever the model's layout (it runs channels-last)."""
+    return t.detach().cpu().clone(memory_format=torch.contiguous_format)
+
+
 def fingerprint(state_dict: dict[str, torch.Tensor]) -> bytes:
     h = hashlib.sha256()
     for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
+        t = _plain(state_dict[name])
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.digest()[:8]
@@ -64,7 +69,7 @@ def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta
     """Write a weights file (fp16 tensors, and the learned entropy table if given) atomically; returns its fingerprint."""
     from .runtime import atomic_save
 
-    sd = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
+    sd = {k: _plain(v).half() if v.is_floating_point() else _plain(v) for k, v in model.state_dict().items()}
     blob = {"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd, "meta": meta or {}}
     if entropy_prior is not None:
         blob["entropy_prior"] = torch.from_numpy(np.ascontiguousarray(entropy_prior, dtype=np.int16))
@@ -152,7 +157,7 @@ def export_net(model: torch.nn.Module, path: str | os.PathLike, name: str, task:
     """Write a denoiser (task "denoise") or classifier ("classify") weights file, fp16, atomically."""
     from .runtime import atomic_save
 
-    sd = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
+    sd = {k: _plain(v).half() if v.is_floating_point() else _plain(v) for k, v in model.state_dict().items()}
     atomic_save({"format": FORMAT, "task": task, "name": name, "arch": arch, "config": config,
                  "state_dict": sd, "meta": meta or {}}, path)
 

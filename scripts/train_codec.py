@@ -40,9 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
     p.add_argument("--decoder-hidden", type=int, nargs=4, metavar="C",
                    help="hidden channels of the decoder's four cells (default: 512 512 256 128 times --width)")
+    p.add_argument("--encoder-hidden", type=int, nargs=3, metavar="C",
+                   help="hidden channels of the encoder's three cells (default: 256 512 512 times --width)")
     p.add_argument("--init", metavar="WEIGHTS", help="start from a codec weights file (name or path); 3x3 hidden "
-                   "kernels become their centre taps where the model has 1x1 ones, and decoder cells with fewer "
-                   "--decoder-hidden channels keep the channels their next layer reads most")
+                   "kernels become their centre taps where the model has 1x1 ones, and cells with fewer "
+                   "--encoder-hidden / --decoder-hidden channels keep the channels their next layer reads most")
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
                         "spatially adaptive mode (the decoder learns zero bits next to live ones)")
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
 
     runtime.seed_everything(args.seed)  # before the model is built: its initial weights come from the seed
     config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot,
-                         decoder_hidden_kernel=args.decoder_hidden_kernel, decoder_hidden=tuple(args.decoder_hidden or ()))
+                         decoder_hidden_kernel=args.decoder_hidden_kernel, decoder_hidden=tuple(args.decoder_hidden or ()),
+                         encoder_hidden=tuple(args.encoder_hidden or ()))
     model = RecurrentCodec(config)
     if args.init:
         init_from(model, args.init)
@@ -124,10 +127,10 @@ def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
 
 def init_from(model: RecurrentCodec, weights: str) -> None:
     """Copy a codec's weights into `model`; a k x k kernel where `model` has a 1 x 1 one gives its centre tap,
-    and decoder cells that are narrower in `model` are cut down by shrink_decoder."""
+    and cells that are narrower in `model` are cut down by shrink_cells."""
     target = model.state_dict()
-    hidden = tuple(target[f"decoder.rnns.{k}.conv_h.weight"].shape[1] for k in range(4))
-    source = shrink_decoder(load_codec(weights).model.state_dict(), hidden)
+    widths = [target[cell + "conv_h.weight"].shape[1] for cell, _, _ in CELL_READERS]
+    source = shrink_cells(load_codec(weights).model.state_dict(), widths)
     for key, value in source.items():
         want = target[key].shape
         if value.shape != want and value.dim() == 4 and want[2:] == (1, 1):
@@ -138,28 +141,39 @@ def init_from(model: RecurrentCodec, weights: str) -> None:
     runtime.log(f"initialised from {weights}")
 
 
-def shrink_decoder(sd: dict, hidden: tuple[int, ...]) -> dict:
-    """Cut the decoder's cells of a codec state dict down to `hidden` channels. A cell's hidden channels
-    come in groups of 4 (depth-to-space makes each group one channel of the next layer's input); a cell
-    keeps the groups the next layer reads most strongly (largest sum of squared weights)."""
+# Each recurrent cell, the weight that reads its hidden state, and how many hidden channels make one
+# input channel of that reader (4 in the decoder, where depth-to-space follows every cell).
+CELL_READERS = [
+    ("encoder.rnns.0.", "encoder.rnns.1.conv_x.weight", 1),
+    ("encoder.rnns.1.", "encoder.rnns.2.conv_x.weight", 1),
+    ("encoder.rnns.2.", "binarizer.conv.weight", 1),
+    ("decoder.rnns.0.", "decoder.rnns.1.conv_x.weight", 4),
+    ("decoder.rnns.1.", "decoder.rnns.2.conv_x.weight", 4),
+    ("decoder.rnns.2.", "decoder.rnns.3.conv_x.weight", 4),
+    ("decoder.rnns.3.", "decoder.conv_out.weight", 4),
+]
+
+
+def shrink_cells(sd: dict, widths: list[int]) -> dict:
+    """Cut the recurrent cells of a codec state dict down to `widths` hidden channels (CELL_READERS order).
+    A cell keeps the groups of hidden channels that its reader reads most strongly (largest sum of squared
+    weights), with their gate rows and recurrent weights, and the reader keeps the matching input channels."""
     sd = dict(sd)
-    for k, new in enumerate(hidden):
-        cell = f"decoder.rnns.{k}."
+    for (cell, reader, group), new in zip(CELL_READERS, widths):
         old = sd[cell + "conv_h.weight"].shape[1]
         if new == old:
             continue
         if new > old:
-            raise ValueError(f"decoder cell {k} has {old} hidden channels, cannot grow it to {new}")
-        reader = f"decoder.rnns.{k + 1}.conv_x.weight" if k < 3 else "decoder.conv_out.weight"
-        strength = sd[reader].float().pow(2).sum(dim=(0, 2, 3))  # one value per group
-        groups = strength.topk(new // 4).indices.sort().values
-        keep = (groups[:, None] * 4 + torch.arange(4)).flatten()
+            raise ValueError(f"{cell[:-1]} has {old} hidden channels, cannot grow it to {new}")
+        strength = sd[reader].float().pow(2).sum(dim=(0, 2, 3))  # one value per input channel of the reader
+        inputs = strength.topk(new // group).indices.sort().values
+        keep = (inputs[:, None] * group + torch.arange(group)).flatten()
         gates = sd[cell + "conv_x.weight"].shape[0] // old
         rows = torch.cat([g * old + keep for g in range(gates)])
         sd[cell + "conv_x.weight"] = sd[cell + "conv_x.weight"][rows]
         sd[cell + "conv_x.bias"] = sd[cell + "conv_x.bias"][rows]
         sd[cell + "conv_h.weight"] = sd[cell + "conv_h.weight"][rows][:, keep]
-        sd[reader] = sd[reader][:, groups]
+        sd[reader] = sd[reader][:, inputs]
     return sd
 
 

@@ -62,11 +62,13 @@ def test_init_from_weights_maps_kernels_to_a_cheaper_decoder(tmp_path):
 
 
 def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
-    """--init with narrower --decoder-hidden: each cell keeps the groups of 4 hidden channels that the next
-    layer reads most strongly, with their gate rows, recurrent weights and the next layer's columns."""
+    """--init with narrower --decoder-hidden / --encoder-hidden: each decoder cell keeps the groups of 4 hidden
+    channels that the next layer reads most strongly, with their gate rows, recurrent weights and the next
+    layer's columns; each encoder cell the same with single channels."""
     out = tmp_path / "narrow.pt"
     r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-fast", "--decoder-hidden-kernel", "1",
-               "--decoder-hidden", "128", "128", "48", "24", "--lr", "0", "--export", str(out), "--name", "narrow")
+               "--decoder-hidden", "128", "128", "48", "24", "--encoder-hidden", "48", "96", "128",
+               "--lr", "0", "--export", str(out), "--name", "narrow")
     assert r.returncode == 0, r.stderr
     narrow, full = load_codec(str(out)).model, load_codec("lstm-w25-fast").model
     assert narrow.config.decoder_hidden == (128, 128, 48, 24) and full.config.decoder_hidden == ()
@@ -83,6 +85,16 @@ def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
         assert torch.equal(n4.conv_x.bias[gate * 24:(gate + 1) * 24], f4.conv_x.bias[rows])
     assert n4.conv_x.weight.shape == (4 * 24, 12, 3, 3) and narrow.decoder.rnns[2].conv_h.weight.shape == (4 * 48, 48, 1, 1)
     assert torch.equal(narrow.decoder.rnns[1].conv_x.weight, full.decoder.rnns[1].conv_x.weight)
+    # The encoder: no depth-to-space, so a cell keeps single channels, those its successor reads most.
+    assert narrow.config.encoder_hidden == (48, 96, 128)
+    e0, e1 = narrow.encoder.rnns[0], narrow.encoder.rnns[1]
+    assert e0.conv_h.weight.shape == (4 * 48, 48, 1, 1) and e1.conv_x.weight.shape == (4 * 96, 48, 3, 3)
+    assert e1.conv_h.weight.shape == (4 * 96, 96, 1, 1) and narrow.encoder.rnns[2].conv_x.weight.shape == (512, 96, 3, 3)
+    reads = full.encoder.rnns[2].conv_x.weight.float().pow(2).sum(dim=(0, 2, 3))
+    kept = [next(j for j in range(128) if torch.equal(narrow.encoder.rnns[2].conv_x.weight[:, i], full.encoder.rnns[2].conv_x.weight[:, j]))
+            for i in range(96)]
+    assert reads[sorted(set(range(128)) - set(kept))].max() <= reads[kept].min()
+    assert torch.equal(narrow.binarizer.conv.weight, full.binarizer.conv.weight)
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

@@ -34,10 +34,13 @@ class CodecConfig:
     additive: bool = True     # x̂_t = D(b_t) + x̂_{t-1}; False: one-shot, x̂_t = D(b_t)
     decoder_hidden_kernel: int = 3  # hidden-state kernel of the decoder's two full-resolution cells (1: less than half the decoder's work)
     decoder_hidden: tuple[int, ...] = ()  # hidden channels of the decoder's four cells; () = 512, 512, 256, 128 times width
+    encoder_hidden: tuple[int, ...] = ()  # hidden channels of the encoder's three cells; () = 256, 512, 512 times width
 
     def __post_init__(self):
         if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(c <= 0 or c % 4 for c in self.decoder_hidden)):
             raise ValueError(f"decoder_hidden must be four positive multiples of 4, not {self.decoder_hidden}")
+        if self.encoder_hidden and (len(self.encoder_hidden) != 3 or any(c <= 0 for c in self.encoder_hidden)):
+            raise ValueError(f"encoder_hidden must be three positive channel counts, not {self.encoder_hidden}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,8 +49,9 @@ class CodecConfig:
     def from_dict(cls, d: dict) -> "CodecConfig":
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        if "decoder_hidden" in kw:
-            kw["decoder_hidden"] = tuple(kw["decoder_hidden"])
+        for key in ("decoder_hidden", "encoder_hidden"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
         return cls(**kw)
 
 
@@ -74,7 +78,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         cell = CELLS[cfg.cell]
-        c0, c1, c2, c3 = (_ch(c, cfg.width) for c in (64, 256, 512, 512))
+        c0 = _ch(64, cfg.width)
+        c1, c2, c3 = cfg.encoder_hidden or (_ch(c, cfg.width) for c in (256, 512, 512))
         self.out_channels = c3
         self.conv = nn.Conv2d(3, c0, 3, stride=2, padding=1)
         self.rnns = nn.ModuleList([

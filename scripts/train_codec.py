@@ -83,7 +83,10 @@ def main(argv=None) -> int:
                          encoder_hidden=tuple(args.encoder_hidden or ()))
     model = RecurrentCodec(config)
     if args.init:
-        init_from(model, args.init)
+        try:
+            init_from(model, args.init)
+        except (ValueError, FileNotFoundError) as e:  # unknown weights, or cells wider than the source's
+            sys.exit(f"error: --init {args.init}: {e}")
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
 
     def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch

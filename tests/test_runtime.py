@@ -97,6 +97,14 @@ def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
     assert torch.equal(narrow.binarizer.conv.weight, full.binarizer.conv.weight)
 
 
+def test_init_refuses_to_grow_a_cell_in_one_line(tmp_path):
+    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-lean", "--decoder-hidden-kernel", "1",
+               "--decoder-hidden", "128", "128", "64", "32")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: --init lstm-w25-lean: decoder.rnns.2 has 48 hidden channels, "
+                                                 "cannot grow it to 64")
+
+
 def test_two_process_ddp_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
            str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(tmp_path / "ddp"), "--steps", "2", *TINY]

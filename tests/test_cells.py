@@ -46,3 +46,24 @@ def test_training_path_still_has_gradients_through_the_hidden_state():
         h, state = cell(torch.randn(1, 4, 8, 8).contiguous(memory_format=torch.channels_last), state)
     h.sum().backward()
     assert cell.conv_h.weight.grad is not None and cell.conv_h.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("stride,height", [(1, 23), (2, 23), (2, 24)])
+def test_inference_in_bands_of_rows_equals_the_whole_image(monkeypatch, stride, height):
+    """Large images run each inference step in bands of output rows (cells.STRIPS_ABOVE): bands whose
+    input rows reach past the top or bottom edge are padded like the whole-image convolution, so
+    h and c are the same numbers whatever the band height."""
+    from lstmcodec.nets import cells
+
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(8, 12, kernel=3, stride=stride, hidden_kernel=1)
+    xs = [torch.randn(1, 8, height, 20) for _ in range(3)]
+    whole = _run(cell, xs, channels_last=True, grad=False)
+    monkeypatch.setattr(cells, "STRIPS_ABOVE", 0)
+    for band_rows in (4, 5, 64):   # bands of 4 and 5 rows (the last one shorter), and one band for all
+        monkeypatch.setattr(cells, "STRIP_BYTES", band_rows * cell.gates * cell.hidden * (20 // stride) * 4)
+        assert cell._strip_rows(xs[0].contiguous(memory_format=torch.channels_last), None) == band_rows
+        banded = _run(cell, xs, channels_last=True, grad=False)
+        for a, b in zip(banded, whole):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -278,6 +278,8 @@ def fit(
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.lerp_(pm.detach(), 1 - cfg.ema)
+                for be, bm in zip(ema.buffers(), model.buffers()):  # batch-norm statistics: the model's own
+                    be.copy_(bm)
         step += 1
 
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):

@@ -122,7 +122,7 @@ def test_mnist_classifier_reads_digits(digits):
 def test_cifar10_classifier_beats_chance_by_far():
     z = np.load(DATA / "cifar10-test-100.npz")
     preds = [classify(Image.fromarray(im.transpose(1, 2, 0)), "cifar10", top=1)[0].index for im in z["images"]]
-    assert np.mean(np.array(preds) == z["labels"]) >= 0.85  # measured: 0.91 on these 100
+    assert np.mean(np.array(preds) == z["labels"]) >= 0.85  # measured: 0.91 on these 100 (both the 87.5 % and the 93.0 % weights)
 
 
 def test_classify_resizes_any_image_and_ranks(parrots):
@@ -145,3 +145,31 @@ def test_cli_classify_text_and_json(tmp_path, digits):
     assert all(len(row["predictions"]) == 2 for row in rows)
     r = run_cli("classify", files[0], "--model", "mnist")
     assert r.returncode == 0 and r.stdout.decode().startswith(f"{files[0]}: {labels[0]} ")
+
+
+def test_whitening_stem_decorrelates_patches():
+    from lstmcodec.nets.classify import FastResNet
+    z = np.load(DATA / "cifar10-test-100.npz")
+    x = torch.from_numpy(z["images"]).float() / 255
+    x = (x - x.mean((0, 2, 3), keepdim=True)) / x.std((0, 2, 3), keepdim=True)
+    net = FastResNet(widths=(64, 64, 64))
+    net.init_whitening(x)
+    with torch.no_grad():
+        y = torch.nn.functional.conv2d(x, net.stem[0].weight[:16])  # the 16 leading components (valid patches)
+    cov = torch.cov(y.permute(1, 0, 2, 3).reshape(16, -1))
+    assert torch.allclose(cov, torch.eye(16), atol=0.05)  # unit variance, uncorrelated
+    assert torch.equal(net.stem[0].weight[16:32], -net.stem[0].weight[:16])
+
+
+def test_shift_tta_averages_six_views():
+    from lstmcodec.nets.classify import FastResNet, logits
+    torch.manual_seed(0)
+    net = FastResNet(widths=(8, 8, 8)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    flip = logits(net, x, {"flip_tta": True})
+    both = logits(net, x, {"flip_tta": True, "shift_tta": True})
+    p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    views = [p[..., :32, :32], p[..., 2:, 2:]]
+    shifted = sum((net(v) + net(v.flip(-1))) / 2 for v in views) / 2
+    assert torch.allclose(both, (flip + shifted) / 2, atol=1e-5)
+    assert not torch.allclose(both, flip, atol=1e-4)

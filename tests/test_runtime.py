@@ -132,3 +132,21 @@ def test_select_device_refuses_missing_cuda():
         else:
             raise AssertionError("asking for CUDA without one must fail")
     assert runtime.select_device("cpu").type == "cpu"
+
+
+def test_ema_model_carries_the_batch_norm_statistics(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(144, 1))
+
+    def batch_fn(step):
+        g = torch.Generator().manual_seed(step)
+        return torch.randn(4, 3, 8, 8, generator=g) * 3 + 5, torch.zeros(4, 1)
+
+    def loss_fn(model, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(model(x), y), {}
+
+    cfg = runtime.FitConfig(out_dir=str(tmp_path), steps=30, lr=1e-3, warmup=0, ema=0.99, log_every=100)
+    result = runtime.fit(net, batch_fn, loss_fn, cfg)
+    bn = result.model[1]
+    assert result.model is not net and torch.equal(bn.running_mean, net[1].running_mean)
+    assert bn.running_mean.abs().min() > 0.1 and int(bn.num_batches_tracked) == 30  # tracked, not the start's zeros

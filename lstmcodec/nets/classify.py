@@ -66,6 +66,21 @@ class FastResNet(nn.Module):
         x = self.groups(self.stem(x))
         return self.fc(torch.amax(x, dim=(2, 3))) * self.scale
 
+    @torch.no_grad()
+    def init_whitening(self, x: torch.Tensor, eps: float = 5e-4) -> None:
+        """Start the stem as a patch-whitening filter bank (as in the airbench speed records): its filters
+        become the leading principal components of the 3x3 patches of `x` (normalised training images),
+        each scaled by 1/sqrt(its variance) and used with both signs, so no information is lost to the
+        activation. Filters beyond twice the patch dimension keep their random start."""
+        conv = self.stem[0]
+        k = conv.kernel_size[0]
+        patches = nn.functional.unfold(x.float(), k).transpose(1, 2).reshape(-1, conv.in_channels * k * k)
+        patches = patches - patches.mean(0)
+        eigval, eigvec = torch.linalg.eigh(patches.T @ patches / len(patches))  # ascending
+        n = min(conv.out_channels // 2, len(eigval))
+        filters = (eigvec[:, -n:].flip(1) / (eigval[-n:].flip(0) + eps).sqrt()).T  # n x (C k k), leading first
+        conv.weight[:2 * n] = torch.cat([filters, -filters]).view(2 * n, conv.in_channels, k, k)
+
 
 def normalize(x: torch.Tensor, config: dict) -> torch.Tensor:
     """uint8-valued images (any float or int dtype, 0-255) -> the network's input: per-channel standardised."""
@@ -75,11 +90,17 @@ def normalize(x: torch.Tensor, config: dict) -> torch.Tensor:
 
 
 def logits(model: nn.Module, x: torch.Tensor, config: dict) -> torch.Tensor:
-    """The model's logits for normalised images, averaged with the mirror image's when the model was
-    trained with flips (config "flip_tta"): test-time augmentation."""
-    out = model(x)
-    if config.get("flip_tta"):
-        out = (out + model(x.flip(-1))) / 2
+    """The model's logits for normalised images with the test-time augmentation its configuration names:
+    "flip_tta" averages the image's and its mirror's; "shift_tta" then also averages, at half weight,
+    the views moved one pixel up-left and down-right (reflected edges), each with its mirror too."""
+    def with_mirror(v: torch.Tensor) -> torch.Tensor:
+        return (model(v) + model(v.flip(-1))) / 2 if config.get("flip_tta") else model(v)
+
+    out = with_mirror(x)
+    if config.get("shift_tta"):
+        h, w = x.shape[-2:]
+        padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        out = out / 2 + (with_mirror(padded[..., :h, :w]) + with_mirror(padded[..., 2:, 2:])) / 4
     return out
 
 
@@ -90,7 +111,7 @@ def build(arch: str, config: dict) -> nn.Module:
     """config: in_channels, classes (a list of names), and the architecture's own keys."""
     if arch not in ARCHS:
         raise ValueError(f"unknown classifier architecture '{arch}' (one of {', '.join(ARCHS)})")
-    kw = {k: v for k, v in config.items() if k not in ("classes", "size", "mean", "std", "flip_tta")}
+    kw = {k: v for k, v in config.items() if k not in ("classes", "size", "mean", "std", "flip_tta", "shift_tta")}
     if arch == "mnist-cnn":
         kw["size"] = config.get("size", 28)
     if "widths" in kw:

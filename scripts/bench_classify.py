@@ -23,20 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lstmcodec import codec, data  # noqa: E402
 from lstmcodec.classifier import get_classifier  # noqa: E402
 from lstmcodec.imageio import prepare  # noqa: E402
-from lstmcodec.nets.classify import logits, normalize  # noqa: E402
+from lstmcodec.nets import classify  # noqa: E402
 from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402
 
 QUALITIES = {"jpeg": [5, 10, 20, 30, 50, 70, 90], "webp": [0, 5, 10, 20, 30, 50, 70, 90]}
 
 
-@torch.inference_mode()
 def accuracy(net, images: np.ndarray, labels: np.ndarray) -> float:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    correct = 0
-    for i in range(0, len(x), 500):
-        out = logits(net.model, normalize(x[i:i + 500], net.config), net.config)
-        correct += int((out.argmax(1).numpy() == labels[i:i + 500]).sum())
-    return correct / len(labels)
+    """images: N x H x W x 3 uint8."""
+    return classify.accuracy(net.model, torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels), net.config)
 
 
 def main() -> int:

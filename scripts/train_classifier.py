@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         net = load_net("classify", args.evaluate)
         # the weights' own test-time augmentation, unless --tta / --shift-tta (or their --no- forms) say otherwise
         config = dict(net.config, **{k: v for k, v in args.views_given.items() if v is not None})
-        acc = accuracy(net.model, test.images, test.labels, config)
+        acc = classify.accuracy(net.model, test.images, test.labels, config)
         tta = [name for name, on in (("flip", config.get("flip_tta")), ("shift", config.get("shift_tta"))) if on]
         print(f"{net.name}: test accuracy {acc:.4f} on {len(test)} images" + (f" ({' + '.join(tta)} TTA)" if tta else ""))
         return 0
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     def evaluate(net, step: int) -> dict:
         # the one-pixel-shift views cost 3x: every epoch is measured with the mirror only, the end with all
         views = config if step >= steps else dict(config, shift_tta=False)
-        return {"epoch": step / steps_per_epoch, "test_acc": accuracy(net, test_x, test_y, views)}
+        return {"epoch": step / steps_per_epoch, "test_acc": classify.accuracy(net, test_x, test_y, views)}
 
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=steps, lr=args.lr, warmup=int(args.warmup_epochs * steps_per_epoch),
@@ -182,16 +182,6 @@ def main(argv=None) -> int:
             export_net(result.model.cpu().float(), args.export, args.name or args.dataset, "classify", args.arch, config, meta)
             runtime.log(f"exported {args.export}")
     return 0
-
-
-@torch.no_grad()
-def accuracy(net, x: torch.Tensor, y: torch.Tensor, config: dict, batch: int = 1000) -> float:
-    """Top-1 accuracy with the test-time augmentation the configuration names (as `lstmcodec classify`)."""
-    correct = 0
-    for i in range(0, len(x), batch):
-        xb = classify.normalize(x[i:i + batch], config).contiguous(memory_format=torch.channels_last)
-        correct += int((classify.logits(net, xb, config).argmax(1) == y[i:i + batch]).sum())
-    return correct / len(x)
 
 
 if __name__ == "__main__":

@@ -51,10 +51,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, enabled: bool, cpu: bool = False):
+    """bf16 autocast on CUDA when enabled, and on the CPU too when `cpu` is set; a no-op elsewhere.
+
+    On a CPU with native bf16 (AVX512-BF16 or AMX) this halves the time of a convolutional training
+    step; on one without, it is slower than fp32, hence opt-in there."""
+    if enabled and (device.type == "cuda" or (cpu and device.type == "cpu")):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -146,6 +149,8 @@ def add_runtime_arguments(p) -> None:
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    g.add_argument("--cpu-amp", action="store_true",
+                   help="bf16 autocast on the CPU too: 2x faster steps on CPUs with native bf16 (AVX512-BF16, AMX), slower on others")
     g.add_argument("--checkpoint-every", type=float, default=300, help="seconds between checkpoints")
     g.add_argument("--time-limit", type=float, default=0, help="seconds; stop with a checkpoint after this long (0: none)")
 
@@ -165,6 +170,7 @@ class FitConfig:
     clip: float = 1.0            # gradient-norm clip (0: off)
     ema: float = 0.0             # EMA decay of the weights (0: off); the EMA model is evaluated and exported
     amp: bool = True             # bf16 autocast on CUDA
+    cpu_amp: bool = False        # ... and on the CPU (worth it only with native bf16)
     compile: bool = False        # torch.compile the model
     seed: int = 0
     device: str = "auto"
@@ -267,7 +273,7 @@ def fit(
         for g in opt.param_groups:
             g["lr"] = lr
         batch = _to_device(batch_fn(step * dist.world_size + dist.rank), device)
-        with autocast(device, cfg.amp):
+        with autocast(device, cfg.amp, cpu=cfg.cpu_amp):
             loss, metrics = loss_fn(train_model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

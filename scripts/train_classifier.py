@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         out_dir=args.out, steps=steps, lr=args.lr, warmup=int(args.warmup_epochs * steps_per_epoch),
         schedule=args.schedule, cycle=steps_per_epoch, min_lr_ratio=0.1 if args.schedule == "sawtooth" else 0.0,
         optimizer=args.optimizer, weight_decay=args.weight_decay, clip=0.0, ema=args.ema, seed=args.seed, device=args.device,
-        compile=args.compile, amp=not args.no_amp, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 5),
+        compile=args.compile, amp=not args.no_amp, cpu_amp=args.cpu_amp, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 5),
         time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
     )
     result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate, meta={"config": config, "arch": args.arch},

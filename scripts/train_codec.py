@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=args.steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
         min_lr_ratio=args.min_lr_ratio, clip=args.clip, ema=args.ema, seed=args.seed, device=args.device,
-        compile=args.compile, amp=not args.no_amp, eval_every=args.eval_every, log_every=args.log_every, checkpoint_every_s=args.checkpoint_every,
+        compile=args.compile, amp=not args.no_amp, cpu_amp=args.cpu_amp, eval_every=args.eval_every, log_every=args.log_every, checkpoint_every_s=args.checkpoint_every,
         time_limit_s=args.time_limit, extra=vars(args),
     )
     result = runtime.fit(model, batch_fn, loss_with_t, fit_cfg, evaluate=evaluate if val else None,

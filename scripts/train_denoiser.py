@@ -131,7 +131,7 @@ def main(argv=None) -> int:
 
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule, clip=args.clip_grad,
-        seed=args.seed, device=args.device, compile=args.compile, amp=not args.no_amp, eval_every=eval_every,
+        seed=args.seed, device=args.device, compile=args.compile, amp=not args.no_amp, cpu_amp=args.cpu_amp, eval_every=eval_every,
         log_every=max(1, min(100, eval_every // 5)), time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
     )
     stop = (lambda r: r.get("train_mse", 1.0) <= args.target_loss) if args.target_loss and args.dataset != "folder" else None

@@ -150,3 +150,27 @@ def test_ema_model_carries_the_batch_norm_statistics(tmp_path):
     bn = result.model[1]
     assert result.model is not net and torch.equal(bn.running_mean, net[1].running_mean)
     assert bn.running_mean.abs().min() > 0.1 and int(bn.num_batches_tracked) == 30  # tracked, not the start's zeros
+
+
+def test_cpu_autocast_is_opt_in():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    x = torch.randn(1, 3, 8, 8)
+    cpu = torch.device("cpu")
+    with runtime.autocast(cpu, True):  # the default: bf16 on CUDA only
+        assert conv(x).dtype == torch.float32
+    with runtime.autocast(cpu, True, cpu=True):
+        assert conv(x).dtype == torch.bfloat16
+    with runtime.autocast(cpu, False, cpu=True):  # --no-amp wins
+        assert conv(x).dtype == torch.float32
+
+
+def test_bf16_autocast_runs_the_bundled_codec_in_channels_last():
+    """The 1x1 hidden-kernel fast path of the cells must accept bf16 gates with an fp32 state (--cpu-amp)."""
+    net = load_codec("lstm-w25-lean2").model
+    assert net.config.decoder_hidden_kernel == 1
+    x = (torch.rand(1, 3, 32, 32) - 0.5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exact = net(x, 2)[-1]
+        with runtime.autocast(torch.device("cpu"), True, cpu=True):
+            approx = net(x, 2)[-1]
+    assert 0 < (approx.float() - exact).abs().mean() < 0.02  # bf16 arithmetic did run, and stays close

@@ -44,8 +44,8 @@ class ConvLSTMCell(_FusedGateCell):
         gates = cx(x)
         if ch.kernel_size == (1, 1) and _channels_last(gates) and _channels_last(h):
             k = gates.shape[1]  # pixels x channels views of the NHWC memory: gates += h @ W_h^T
-            gates.permute(0, 2, 3, 1).view(-1, k).addmm_(h.permute(0, 2, 3, 1).view(-1, self.hidden),
-                                                        ch.weight.view(k, self.hidden).t())
+            gates.permute(0, 2, 3, 1).view(-1, k).addmm_(h.permute(0, 2, 3, 1).view(-1, self.hidden).to(gates.dtype),
+                                                        ch.weight.view(k, self.hidden).t().to(gates.dtype))  # bf16 autocast
             return gates
         return gates + ch(h)
 

@@ -2,7 +2,7 @@
 """Train an image classifier: MNIST, CIFAR-10 or any folder with one sub-folder per class.
 
     python scripts/train_classifier.py mnist ../shared/data/mnist --out runs/mnist --epochs 15 --export weights/mnist.pt
-    python scripts/train_classifier.py cifar10 ../shared/data/cifar10-png.zip --out runs/cifar --export weights/classify-cifar10.pt
+    python scripts/train_classifier.py cifar10 ../shared/data/cifar10-png.zip --cpu-amp --out runs/cifar --export weights/classify-cifar10.pt
     python scripts/train_classifier.py cifar10 ~/data/cifar-10-batches-py --out runs/cifar
     python scripts/train_classifier.py folder ~/photos/by-class --size 64 --out runs/mine
 
@@ -28,7 +28,7 @@ from lstmcodec.weights import export_checkpoint, export_net, load_net  # noqa: E
 PRESETS = {  # per data set: architecture and training settings that reach the targets (weights/README.md)
     "mnist": dict(arch="mnist-cnn", epochs=15, batch=128, lr=3e-3, optimizer="adamw", weight_decay=1e-4,
                   translate=2, flip=False, label_smoothing=0.0, widths=None, whiten=False, tta=False, shift_tta=False),
-    "cifar10": dict(arch="fast-resnet", epochs=14, batch=256, lr=0.1, optimizer="sgd", weight_decay=5e-4,
+    "cifar10": dict(arch="fast-resnet", epochs=30, batch=256, lr=0.4, optimizer="sgd", weight_decay=5e-4,
                     translate=2, flip=True, label_smoothing=0.2, widths=[64, 256, 256], whiten=True, tta=True,
                     shift_tta=True),
     "folder": dict(arch="fast-resnet", epochs=30, batch=64, lr=0.05, optimizer="sgd", weight_decay=5e-4,

@@ -122,7 +122,7 @@ def test_mnist_classifier_reads_digits(digits):
 def test_cifar10_classifier_beats_chance_by_far():
     z = np.load(DATA / "cifar10-test-100.npz")
     preds = [classify(Image.fromarray(im.transpose(1, 2, 0)), "cifar10", top=1)[0].index for im in z["images"]]
-    assert np.mean(np.array(preds) == z["labels"]) >= 0.85  # measured: 0.91 on these 100 (both the 87.5 % and the 93.0 % weights)
+    assert np.mean(np.array(preds) == z["labels"]) >= 0.85  # measured: 0.91 on these 100 with the 87.5 % and 93.0 % weights, 0.94 with the 94.6 % ones
 
 
 def test_classify_resizes_any_image_and_ranks(parrots):

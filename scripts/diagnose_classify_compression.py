@@ -42,9 +42,7 @@ def main() -> int:
     for name, images in (("original", originals), (f"lstmcodec -i {args.iterations}", decoded), ("2x bilinear blur", blurred)):
         err = images.astype(np.float64) - originals
         mse = np.maximum((err ** 2).mean(axis=(1, 2, 3)), 1e-10)
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)
-        with torch.no_grad():
-            pred = classify.logits(net.model, classify.normalize(x, net.config), net.config).argmax(1).numpy()
+        pred = classify.predict(net.model, torch.from_numpy(images).permute(0, 3, 1, 2), net.config).numpy()
         psnr = "" if name == "original" else f" PSNR {np.mean(10 * np.log10(255 ** 2 / mse)):.2f} dB, bias {np.round(err.mean((0, 1, 2)), 2)};"
         print(f"{name}:{psnr} accuracy {np.mean(pred == labels):.3f}; predicted classes {np.bincount(pred, minlength=10).tolist()}")
     return 0

@@ -105,14 +105,16 @@ def logits(model: nn.Module, x: torch.Tensor, config: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: dict, batch: int = 1000) -> float:
-    """Top-1 accuracy on uint8-valued N x C x H x W images, with the test-time augmentation the
+def predict(model: nn.Module, images: torch.Tensor, config: dict, batch: int = 1000) -> torch.Tensor:
+    """Top-1 class of each uint8-valued N x C x H x W image, with the test-time augmentation the
     configuration names (as `lstmcodec classify`)."""
-    correct = 0
-    for i in range(0, len(images), batch):
-        x = normalize(images[i:i + batch], config).contiguous(memory_format=torch.channels_last)
-        correct += int((logits(model, x, config).argmax(1) == labels[i:i + batch]).sum())
-    return correct / len(images)
+    return torch.cat([logits(model, normalize(images[i:i + batch], config).contiguous(memory_format=torch.channels_last),
+                             config).argmax(1) for i in range(0, len(images), batch)])
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: dict, batch: int = 1000) -> float:
+    """Top-1 accuracy of `predict` against `labels`."""
+    return int((predict(model, images, config, batch) == labels).sum()) / len(images)
 
 
 ARCHS = {"mnist-cnn": MnistCNN, "fast-resnet": FastResNet}

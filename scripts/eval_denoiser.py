@@ -2,6 +2,7 @@
 """Measure a denoiser on a folder of clean photographs, and what denoising before encoding buys.
 
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --sigmas 15 25 50
+    python scripts/eval_denoiser.py ../shared/data/kodak --model photo --sigmas 25 --ensemble   # 8-pass self-ensemble
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --encode-sigma 15 --iterations 2 4 8 -o results/denoise-kodak.json
 
 PSNR protocol of the denoising literature: additive white gaussian noise of std sigma (0-255 scale), a
@@ -43,6 +44,7 @@ def main() -> int:
     p.add_argument("--model", default=DEFAULT_DENOISER)
     p.add_argument("--sigmas", type=float, nargs="*", default=[15, 25, 50])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ensemble", action="store_true", help="denoise with the 8-pass self-ensemble (denoise --ensemble)")
     p.add_argument("--limit", type=int)
     p.add_argument("--encode-sigma", type=float, help="also code noisy images of this sigma with and without --denoise")
     p.add_argument("--iterations", type=int, nargs="+", default=[2, 4, 8])
@@ -54,7 +56,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     files = data.list_images([args.folder])[: args.limit]
     net = get_denoiser(args.model)
-    results: dict = {"model": net.name, "folder": str(args.folder), "images": len(files), "denoise": {}, "encode": {}}
+    results: dict = {"model": net.name, "folder": str(args.folder), "images": len(files), "ensemble": args.ensemble,
+                     "denoise": {}, "encode": {}}
     cleans = [data.load_rgb(f).float().div(255)[None] for f in files]
 
     for sigma in args.sigmas:
@@ -62,7 +65,7 @@ def main() -> int:
         for i, x in enumerate(cleans):
             y = noisy(x, sigma, args.seed * 1000 + i)
             t0 = time.perf_counter()
-            out = denoise_tensor(y, net)
+            out = denoise_tensor(y, net, ensemble=args.ensemble)
             secs += time.perf_counter() - t0
             ref = to_uint8(x)
             before.append(metrics.psnr(to_uint8(y), ref))

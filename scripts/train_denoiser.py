@@ -6,9 +6,11 @@
         --out runs/dn-mnist --export weights/denoise-mnist.pt --name mnist
     # (c) the small CIFAR-10 autoencoder, binary cross-entropy
     python scripts/train_denoiser.py cifar10 ../shared/data/cifar10-png.zip --arch cifar-ae --loss bce --out runs/dn-cifar
-    # (d) the blind colour photo denoiser, gaussian sigma 0..50 on 0-255
+    # (d) a blind colour photo denoiser, gaussian sigma 0..50 on 0-255: DnCNN-style stack, or a U-Net
     python scripts/train_denoiser.py folder ../shared/data/bsds432 --arch residual --noise gaussian --sigma-max 50 \\
         --out runs/dn-photo --export weights/denoise-photo.pt --name photo
+    python scripts/train_denoiser.py folder ../shared/data/bsds432 --arch unet --width 32 --sigma-max 50 --no-clip \\
+        --crop 80 --batch 16 --lr 1e-3 --schedule cosine --cpu-amp --out runs/dn-unet
 
 MNIST / CIFAR train in epochs over the training split and report the test MSE every epoch (a run stops
 early once the epoch's training loss reaches --target-loss). Photographs train on random crops; every
@@ -38,9 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/denoiser")
     p.add_argument("--arch", choices=sorted(denoise.ARCHS), default="conv-ae")
     p.add_argument("--decoder", choices=["transpose", "upsample"], default="transpose", help="conv-ae decoder: (a) or (b)")
-    p.add_argument("--width", type=int, default=64, help="residual: channels")
+    p.add_argument("--width", type=int, default=64, help="residual: channels; unet: channels at full resolution")
     p.add_argument("--depth", type=int, default=17, help="residual: convolution layers")
     p.add_argument("--down", type=int, default=1, help="residual: pixel-unshuffle factor (2: the stack runs at half resolution)")
+    p.add_argument("--blocks", type=int, default=2, help="unet: 3x3 convolutions per scale (the coarsest gets one more)")
     p.add_argument("--noise", choices=list(data.Noise.KINDS), default="gaussian")
     p.add_argument("--mean", type=float, default=0.0, help="gaussian mean, 0-255 scale")
     p.add_argument("--var", type=float, default=625.0, help="gaussian variance, 0-255 scale")
@@ -74,6 +77,8 @@ def model_config(args, channels: int) -> dict:
         return {"in_channels": channels, "decoder": args.decoder}
     if args.arch == "cifar-ae":
         return {"in_channels": channels}
+    if args.arch == "unet":
+        return {"in_channels": channels, "width": args.width, "blocks": args.blocks}
     return {"in_channels": channels, "width": args.width, "depth": args.depth, "down": args.down}
 
 

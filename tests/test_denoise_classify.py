@@ -11,6 +11,8 @@ from PIL import Image
 from lstmcodec import data, metrics
 from lstmcodec.classifier import classify
 from lstmcodec.denoiser import denoise, denoise_tensor, get_denoiser
+from lstmcodec.nets import denoise as denoise_nets
+from lstmcodec.weights import LoadedNet
 
 from conftest import DATA, run_cli
 
@@ -44,6 +46,27 @@ def test_tiles_are_seamless(parrots):
     whole = denoise_tensor(x, net, tile=4096)
     tiled = denoise_tensor(x, net, tile=64)
     assert float((whole - tiled).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("arch, config", [("unet", {"width": 8, "blocks": 2}), ("residual", {"width": 8, "depth": 5, "down": 2})])
+def test_tiles_are_seamless_for_every_residual_architecture(arch, config):
+    """The margin each network declares covers its receptive field, also for odd sizes and tile sizes
+    off the U-Net's 4-pixel grid (an untrained network: the check is about geometry, not weights)."""
+    torch.manual_seed(0)
+    model = denoise_nets.build(arch, {"in_channels": 3, **config}).eval()
+    net = LoadedNet("random", "denoise", arch, model, config, {})
+    x = torch.rand(1, 3, 157, 203)
+    whole = denoise_tensor(x, net, tile=4096)
+    tiled = denoise_tensor(x, net, tile=50)
+    assert float((whole - x).abs().max()) > 1e-3  # the network does change the image
+    assert float((whole - tiled).abs().max()) < 1e-5
+
+
+def test_self_ensemble_keeps_the_shape_and_removes_more_noise(parrots):
+    noisy = _noisy(parrots[:90, :130], 25)
+    plain, ensemble = np.asarray(denoise(noisy)), np.asarray(denoise(noisy, ensemble=True))
+    assert ensemble.shape == plain.shape == noisy.shape
+    assert metrics.psnr(ensemble, parrots[:90, :130]) > metrics.psnr(plain, parrots[:90, :130]) + 0.05  # measured: +0.33 dB
 
 
 def test_denoise_keeps_mode_alpha_and_size(parrots):

@@ -34,18 +34,22 @@ def ms_ssim(a, b, data_range: float = 255.0) -> float:
     3..32 px: single-scale SSIM with the largest odd window up to 11 that fits;
     under 3 px: 1 - mean absolute error / data_range.
     """
-    x, y = _as_batch(a), _as_batch(b)
+    return float(ms_ssim_tensor(_as_batch(a), _as_batch(b), data_range))
+
+
+def ms_ssim_tensor(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """ms_ssim on N x C x H x W float tensors, differentiable (a training loss): the mean over the batch."""
     side = min(x.shape[-2:])
     if side > 160:
-        return float(_ms_ssim(x, y, data_range=data_range, size_average=True))
+        return _ms_ssim(x, y, data_range=data_range, size_average=True)
     if side > 32:
         win = (side - 1) // 16 + 1
         win -= 1 - win % 2
-        return float(_ms_ssim(x, y, data_range=data_range, size_average=True, win_size=win))
+        return _ms_ssim(x, y, data_range=data_range, size_average=True, win_size=win)
     win = min(11, side if side % 2 else side - 1)
     if win < 3:
-        return 1.0 - float((x - y).abs().mean()) / data_range
-    return float(_ssim(x, y, data_range=data_range, win_size=win, size_average=True))
+        return 1.0 - (x - y).abs().mean() / data_range
+    return _ssim(x, y, data_range=data_range, win_size=win, size_average=True)
 
 
 def ms_ssim_db(value: float) -> float:

@@ -78,9 +78,15 @@ def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta
 
 
 def _codec_fingerprint(blob: dict) -> bytes:
-    """The tensors and the entropy table both decide what a file's bits mean, so both are in the fingerprint."""
-    prior = blob.get("entropy_prior")
-    return fingerprint(blob["state_dict"] if prior is None else {**blob["state_dict"], "entropy_prior": prior})
+    """The tensors, the entropy table and hidden-state priming all decide what a file's bits mean, so all are in
+    the fingerprint (priming only when used, which keeps the fingerprints of unprimed weights as they were)."""
+    extra = {}
+    if blob.get("entropy_prior") is not None:
+        extra["entropy_prior"] = blob["entropy_prior"]
+    priming = blob.get("config", {}).get("priming", 0)
+    if priming:
+        extra["priming"] = torch.tensor([int(priming)])
+    return fingerprint({**blob["state_dict"], **extra})
 
 
 def _read_weights(kind: str, name_or_path: str) -> tuple[Path, dict]:

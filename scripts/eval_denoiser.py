@@ -4,6 +4,11 @@
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --sigmas 15 25 50
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --sigmas 25 --ensemble   # 8-pass self-ensemble
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --encode-sigma 15 --iterations 2 4 8 -o results/denoise-kodak.json
+    python scripts/eval_denoiser.py ../shared/data/bsds432 --holdout --sigmas 25 --bm3d   # held-back photos, colour BM3D beside
+
+--bm3d runs colour BM3D (the reference implementation's `bm3d` package: `pip install bm3d`; not a
+dependency of lstmcodec) on the same noisy inputs, so the learned denoiser is compared with the classical
+bar on the same images in the same run.
 
 PSNR protocol of the denoising literature: additive white gaussian noise of std sigma (0-255 scale), a
 fixed seed per image, no clipping of the noisy input; the output is clipped and rounded to 8 bits.
@@ -46,6 +51,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ensemble", action="store_true", help="denoise with the 8-pass self-ensemble (denoise --ensemble)")
     p.add_argument("--limit", type=int)
+    p.add_argument("--holdout", action="store_true", help="only the photographs the training scripts hold back (every 20th)")
+    p.add_argument("--bm3d", action="store_true", help="also denoise with colour BM3D (needs `pip install bm3d`), reported beside")
     p.add_argument("--encode-sigma", type=float, help="also code noisy images of this sigma with and without --denoise")
     p.add_argument("--iterations", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--codec", default=DEFAULT_CODEC)
@@ -54,14 +61,28 @@ def main() -> int:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    files = data.list_images([args.folder])[: args.limit]
+    bm3d = None
+    if args.bm3d:
+        try:
+            import bm3d
+        except ImportError:
+            sys.exit("error: --bm3d needs the bm3d package (pip install bm3d)")
+    try:
+        files = data.list_images([args.folder])
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if args.holdout:
+        files = data.split_holdout(files)[1]
+    files = files[: args.limit]
+    if not files:
+        sys.exit(f"error: no held-back photographs in {args.folder} (one in 20 is held back)")
     net = get_denoiser(args.model)
-    results: dict = {"model": net.name, "folder": str(args.folder), "images": len(files), "ensemble": args.ensemble,
+    results: dict = {"model": net.name, "folder": str(args.folder), "holdout": args.holdout, "images": len(files), "ensemble": args.ensemble,
                      "denoise": {}, "encode": {}}
     cleans = [data.load_rgb(f).float().div(255)[None] for f in files]
 
     for sigma in args.sigmas:
-        before, after, secs = [], [], 0.0
+        before, after, secs, classic, classic_secs = [], [], 0.0, [], 0.0
         for i, x in enumerate(cleans):
             y = noisy(x, sigma, args.seed * 1000 + i)
             t0 = time.perf_counter()
@@ -70,11 +91,22 @@ def main() -> int:
             ref = to_uint8(x)
             before.append(metrics.psnr(to_uint8(y), ref))
             after.append(metrics.psnr(to_uint8(out), ref))
-        results["denoise"][f"{sigma:g}"] = {"noisy_psnr": float(np.mean(before)), "psnr": float(np.mean(after)),
-                                           "psnr_min": float(np.min(after)), "psnr_max": float(np.max(after)),
-                                           "seconds_per_image": secs / len(cleans), "per_image": [round(v, 3) for v in after]}
-        print(f"sigma {sigma:g}: noisy {np.mean(before):.2f} dB -> denoised {np.mean(after):.2f} dB "
-              f"(min {np.min(after):.2f}, max {np.max(after):.2f}; {secs / len(cleans):.2f} s/image)", flush=True)
+            if bm3d is not None:
+                t0 = time.perf_counter()
+                est = bm3d.bm3d_rgb(y[0].permute(1, 2, 0).double().numpy(), sigma_psd=sigma / 255)
+                classic_secs += time.perf_counter() - t0
+                classic.append(metrics.psnr(to_uint8(torch.from_numpy(np.ascontiguousarray(est)).permute(2, 0, 1)[None]), ref))
+        row = {"noisy_psnr": float(np.mean(before)), "psnr": float(np.mean(after)), "psnr_min": float(np.min(after)),
+               "psnr_max": float(np.max(after)), "seconds_per_image": secs / len(cleans), "per_image": [round(v, 3) for v in after]}
+        line = (f"sigma {sigma:g}: noisy {np.mean(before):.2f} dB -> denoised {np.mean(after):.2f} dB "
+                f"(min {np.min(after):.2f}, max {np.max(after):.2f}; {secs / len(cleans):.2f} s/image)")
+        if classic:
+            wins = sum(a > b for a, b in zip(after, classic))
+            row["bm3d"] = {"psnr": float(np.mean(classic)), "seconds_per_image": classic_secs / len(cleans),
+                           "per_image": [round(v, 3) for v in classic], "model_better_on": wins}
+            line += f" | colour BM3D {np.mean(classic):.2f} dB ({classic_secs / len(cleans):.1f} s/image); model better on {wins}/{len(after)}"
+        results["denoise"][f"{sigma:g}"] = row
+        print(line, flush=True)
 
     if args.encode_sigma is not None:
         rows = {t: {"plain": [], "denoised": []} for t in args.iterations}

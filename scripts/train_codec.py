@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Train the recurrent codec on folders of images (random crops, L1 on the residuals, Adam).
+"""Train the recurrent codec on folders of images (random crops; L1, SSIM-weighted L1, MS-SSIM or a mix
+over every iteration's reconstruction; Adam).
 
     python scripts/train_codec.py ../shared/data/bsds432 --out runs/codec --steps 20000
     python scripts/train_codec.py ../shared/data/bsds432 --out runs/codec --export weights/lstm-w25.pt
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import data, metrics, runtime  # noqa: E402
+from lstmcodec import data, losses, metrics, runtime  # noqa: E402
 from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec  # noqa: E402
 from lstmcodec.weights import export_codec, load_codec  # noqa: E402
 
@@ -36,6 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     p.add_argument("--one-shot", action="store_true", help="one-shot reconstruction instead of additive")
+    p.add_argument("--priming", type=int, default=0, help="hidden-state priming: extra encoder / decoder runs in the first "
+                   "iteration (Johnston et al. 2018; stored in the model, so decoding repeats them)")
+    p.add_argument("--loss", choices=losses.LOSSES, default="l1", help="distortion averaged over the unrolled iterations "
+                   "(lstmcodec/losses.py)")
+    p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
     p.add_argument("--decoder-hidden-kernel", type=int, choices=[1, 3], default=3,
                    help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
     p.add_argument("--decoder-hidden", type=int, nargs=4, metavar="C",
@@ -80,7 +86,7 @@ def main(argv=None) -> int:
     runtime.seed_everything(args.seed)  # before the model is built: its initial weights come from the seed
     config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot,
                          decoder_hidden_kernel=args.decoder_hidden_kernel, decoder_hidden=tuple(args.decoder_hidden or ()),
-                         encoder_hidden=tuple(args.encoder_hidden or ()))
+                         encoder_hidden=tuple(args.encoder_hidden or ()), priming=args.priming)
     model = RecurrentCodec(config)
     if args.init:
         try:
@@ -93,10 +99,12 @@ def main(argv=None) -> int:
         t = args.short_iterations if step // _world() < short_until else args.iterations
         return batches(step), t
 
+    distortion = losses.distortion(args.loss, args.mix_alpha)
+
     def loss_with_t(net, batch):
         x, t = batch
         stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
-        return residual_l1(net, x, int(t), stops)
+        return losses.over_iterations(distortion, x, net(x, int(t), stops))
 
     def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)
@@ -178,13 +186,6 @@ def shrink_cells(sd: dict, widths: list[int]) -> dict:
         sd[cell + "conv_h.weight"] = sd[cell + "conv_h.weight"][rows][:, keep]
         sd[reader] = sd[reader][:, inputs]
     return sd
-
-
-def residual_l1(net, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """L1 on the residual after every iteration, averaged over iterations (Toderici et al.)."""
-    losses = [(x - x_hat).abs().mean() for x_hat in net(x, iterations, stops)]
-    loss = torch.stack(losses).mean()
-    return loss, {"l1_first": losses[0].detach(), "l1_last": losses[-1].detach(), "unroll": float(iterations)}
 
 
 def random_stops(x: torch.Tensor, iterations: int, fraction: float, tile: int = 2) -> torch.Tensor:

@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=1000, help="photos: steps between evaluations")
     p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
     p.add_argument("--name", help="model name recorded in the exported weights")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune a denoiser weights file (name or path): its architecture "
+                   "and configuration replace --arch / --width / --depth / --down / --blocks; optimiser and schedule start afresh")
     p.add_argument("--evaluate", metavar="WEIGHTS", help="only measure a weights file (name or path): test MSE, or held-back PSNR")
     p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export and exit (e.g. after --time-limit)")
     runtime.add_runtime_arguments(p)
@@ -107,9 +109,19 @@ def main(argv=None) -> int:
             res = evaluate(net.model, 0)
         print(f"{net.name}: " + " ".join(f"{k} {v:.5g}" for k, v in res.items() if k != "epoch"))
         return 0
-    config = model_config(args, channels)
     runtime.seed_everything(args.seed)
-    model = denoise.build(args.arch, config)
+    if args.init:
+        try:
+            start = load_net("denoise", args.init)
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: --init {args.init}: {e}")
+        if start.config.get("in_channels") != channels:
+            sys.exit(f"error: --init {args.init}: a {start.config.get('in_channels')}-channel denoiser, the data has {channels}")
+        args.arch, config = start.arch, start.config
+        model = start.model.float().train().requires_grad_(True)
+    else:
+        config = model_config(args, channels)
+        model = denoise.build(args.arch, config)
     runtime.log(f"{args.arch} {config}: {sum(p.numel() for p in model.parameters()):,} parameters, noise {args.noise}, on {device}")
 
     epoch_losses: list[float] = []  # the training loss of the current epoch (MNIST / CIFAR early stop)

@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+import lstmcodec
 from lstmcodec import runtime
 from lstmcodec.weights import load_codec
 
@@ -103,6 +105,18 @@ def test_init_refuses_to_grow_a_cell_in_one_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == ("error: --init lstm-w25-lean: decoder.rnns.2 has 48 hidden channels, "
                                                  "cannot grow it to 64")
+
+
+@pytest.mark.parametrize("loss", ["ssim-l1", "mix"])
+def test_losses_and_priming_train_into_a_codec_that_round_trips(tmp_path, parrots, loss):
+    """--loss and --priming reach the exported model: its files decode, prefix by prefix, with the priming repeated."""
+    out = tmp_path / "primed.pt"
+    r = _train(tmp_path / "run", 2, "--loss", loss, "--priming", "1", "--export", str(out), "--name", "primed")
+    assert r.returncode == 0, r.stderr
+    assert load_codec(str(out)).model.config.priming == 1
+    blob = lstmcodec.encode(parrots[:48, :80], iterations=2, model=str(out))
+    assert lstmcodec.decode(blob, model=str(out)).size == (80, 48)
+    assert lstmcodec.decode(blob, iterations=1, model=str(out)).size == (80, 48)
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

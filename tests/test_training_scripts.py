@@ -92,7 +92,18 @@ def test_photo_denoiser_trains_on_a_folder(tmp_path):
                 "--threads", 1, "--out", tmp_path / "run", "--export", tmp_path / "p.pt")
     assert r.returncode == 0, r.stderr
     assert "val_psnr_s25" in r.stderr
-    assert torch.load(tmp_path / "p.pt", weights_only=True)["config"] == {"in_channels": 3, "width": 8, "depth": 3, "down": 2}
+    first = torch.load(tmp_path / "p.pt", weights_only=True)
+    assert first["config"] == {"in_channels": 3, "width": 8, "depth": 3, "down": 2}
+    # --init fine-tunes that file: its architecture wins over --arch, and at lr 0 its weights come out unchanged
+    r = _script("train_denoiser.py", "folder", DATA, "--init", tmp_path / "p.pt", "--arch", "unet", "--lr", 0, "--steps", 1,
+                "--crop", 32, "--batch", 2, "--eval-every", 1, "--threads", 1, "--out", tmp_path / "ft", "--export", tmp_path / "q.pt")
+    assert r.returncode == 0, r.stderr
+    again = torch.load(tmp_path / "q.pt", weights_only=True)
+    assert again["arch"] == "residual" and again["config"] == first["config"]
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in first["state_dict"].items())
+    r = _script("train_denoiser.py", "folder", DATA, "--init", "mnist", "--steps", 1, "--out", tmp_path / "bad")
+    assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == "error: --init mnist: a 1-channel denoiser, the data has 3"
+    assert "Traceback" not in r.stderr
 
 
 def test_scripts_refuse_missing_data_with_one_line(tmp_path):

@@ -35,12 +35,16 @@ class CodecConfig:
     decoder_hidden_kernel: int = 3  # hidden-state kernel of the decoder's two full-resolution cells (1: less than half the decoder's work)
     decoder_hidden: tuple[int, ...] = ()  # hidden channels of the decoder's four cells; () = 512, 512, 256, 128 times width
     encoder_hidden: tuple[int, ...] = ()  # hidden channels of the encoder's three cells; () = 256, 512, 512 times width
+    priming: int = 0          # extra runs of E and D in the first iteration, on the same input, that build up their hidden
+                              # state before any bit or pixel comes out (Johnston et al. 2018's hidden-state priming)
 
     def __post_init__(self):
         if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(c <= 0 or c % 4 for c in self.decoder_hidden)):
             raise ValueError(f"decoder_hidden must be four positive multiples of 4, not {self.decoder_hidden}")
         if self.encoder_hidden and (len(self.encoder_hidden) != 3 or any(c <= 0 for c in self.encoder_hidden)):
             raise ValueError(f"encoder_hidden must be three positive channel counts, not {self.encoder_hidden}")
+        if not 0 <= self.priming <= 8:
+            raise ValueError(f"priming must be 0..8 extra runs, not {self.priming}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +152,14 @@ class RecurrentCodec(nn.Module):
         self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
         self.decoder = Decoder(cfg)
 
+    def step(self, net: nn.Module, inp: torch.Tensor, state: list[State] | None, t: int
+             ) -> tuple[torch.Tensor, list[State]]:
+        """E_t or D_t: one run of the encoder or decoder; in the first iteration (t = 0) 1 + priming runs on the
+        same input, of which only the last one's output is used."""
+        for _ in range(1 + (self.config.priming if t == 0 else 0)):
+            out, state = net(inp, state)
+        return out, state
+
     def iterate(self, x: torch.Tensor, iterations: int, active: Gate | None = None,
                 final_reconstruction: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The recurrence. Yields (b_t, x̂_t) for t = 1..iterations.
@@ -159,7 +171,7 @@ class RecurrentCodec(nn.Module):
         r, x_hat = x, torch.zeros_like(x)
         enc_state = dec_state = None
         for t in range(iterations):
-            code, enc_state = self.encoder(r, enc_state)
+            code, enc_state = self.step(self.encoder, r, enc_state, t)
             b = self.binarizer(code)                                    # b_t = B(E_t(r_{t-1}))
             mask = None if active is None else active(t, x_hat)
             if mask is not None:
@@ -167,7 +179,7 @@ class RecurrentCodec(nn.Module):
             if t == iterations - 1 and not final_reconstruction:
                 yield b, None
                 return
-            out, dec_state = self.decoder(b, dec_state)
+            out, dec_state = self.step(self.decoder, b, dec_state, t)
             new = x_hat + out if self.config.additive else out          # x̂_t = D_t(b_t) + γ·x̂_{t-1}
             x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
             r = x - x_hat                                               # r_t = x − x̂_t
@@ -184,8 +196,8 @@ class RecurrentCodec(nn.Module):
         """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16);
         masks: the blocks active in each iteration (as `iterate`'s `active` gave them), or None."""
         x_hat, dec_state = 0.0, None
-        for b, mask in zip(bits, masks if masks is not None else itertools.repeat(None)):
-            out, dec_state = self.decoder(b, dec_state)
+        for t, (b, mask) in enumerate(zip(bits, masks if masks is not None else itertools.repeat(None))):
+            out, dec_state = self.step(self.decoder, b, dec_state, t)
             new = x_hat + out if self.config.additive else out
             x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
             yield x_hat

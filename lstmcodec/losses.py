@@ -1,0 +1,64 @@
+"""Training objectives of the codec: a distortion between the crop x and each iteration's x̂_t, averaged
+over the iterations t = 1..T, so that every prefix of the bit stream is trained to be a good image.
+
+    l1        |x − x̂_t|                                              (Toderici et al.)
+    ssim-l1   |x − x̂_t| weighted per pixel by 1 − local MS-SSIM(x, x̂_t), the weights normalised to mean 1
+              per crop and held constant in the gradient: bits go where the structure is worst
+              (after Johnston et al. 2018's SSIM-weighted L1)
+    ms-ssim   1 − MS-SSIM(x, x̂_t), with the window and scales the crop allows (metrics.ms_ssim_tensor)
+    mix       α·(1 − MS-SSIM) + (1 − α)·L1                           (Zhao et al. 2017 use α = 0.84)
+
+Images are N x 3 x H x W in [-0.5, 0.5] (the model's range); losses are computed in fp32.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .metrics import local_ms_ssim, ms_ssim_tensor
+
+LOSSES = ("l1", "ssim-l1", "ms-ssim", "mix")
+Distortion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def l1(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return (x - x_hat).abs().mean()
+
+
+def ssim_weights(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """N x 1 x H x W: 1 − local MS-SSIM of x̂ against x, normalised to mean 1 per image, no gradient."""
+    with torch.no_grad():
+        w = (1 - local_ms_ssim(x + 0.5, x_hat.clamp(-0.5, 0.5) + 0.5)).clamp(min=0)[:, None]
+        return w / w.mean(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+
+
+def ssim_weighted_l1(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return (ssim_weights(x, x_hat) * (x - x_hat).abs()).mean()
+
+
+def ms_ssim_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return 1 - ms_ssim_tensor(x_hat + 0.5, x + 0.5, data_range=1.0)
+
+
+def distortion(name: str, alpha: float = 0.84) -> Distortion:
+    """The per-iteration distortion called `name` (one of LOSSES)."""
+    if name == "l1":
+        return l1
+    if name == "ssim-l1":
+        return ssim_weighted_l1
+    if name == "ms-ssim":
+        return ms_ssim_loss
+    if name == "mix":
+        return lambda x, x_hat: alpha * ms_ssim_loss(x, x_hat) + (1 - alpha) * l1(x, x_hat)
+    raise ValueError(f"unknown loss {name!r} (one of {', '.join(LOSSES)})")
+
+
+def over_iterations(fn: Distortion, x: torch.Tensor, x_hats: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """The training loss: fn averaged over the iterations' reconstructions, and what to log."""
+    x = x.float()
+    with torch.autocast(x.device.type, enabled=False):  # SSIM's variances need fp32, not bf16
+        losses = [fn(x, x_hat.float()) for x_hat in x_hats]
+    with torch.no_grad():
+        first, last = l1(x, x_hats[0].float()), l1(x, x_hats[-1].float())
+    return torch.stack(losses).mean(), {"l1_first": first, "l1_last": last, "unroll": float(len(x_hats))}

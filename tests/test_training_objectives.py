@@ -1,0 +1,88 @@
+"""The codec's training objectives (lstmcodec/losses.py) and hidden-state priming, on a real photo crop."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmcodec import losses
+from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec
+from lstmcodec.weights import DEFAULT_CODEC, export_codec, load_codec
+
+
+@pytest.fixture(scope="module")
+def crop(parrots) -> torch.Tensor:
+    """A 1 x 3 x 64 x 128 crop of the parrots photo in the model's range [-0.5, 0.5]."""
+    return torch.from_numpy(parrots[64:128, 64:192].copy()).permute(2, 0, 1)[None].float() / 255 - 0.5
+
+
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_each_loss_is_zero_when_exact_and_grows_with_the_error(crop, name):
+    fn = losses.distortion(name)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(crop.shape, generator=g)
+    exact, mild, strong = (float(fn(crop, crop + s * noise)) for s in (0.0, 0.02, 0.08))
+    assert abs(exact) < 1e-4 and 0 < mild < strong, (exact, mild, strong)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_every_loss_has_finite_gradients_on_training_crops(crop, size):
+    x = crop[..., :size, :size]
+    for name in losses.LOSSES:
+        x_hat = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+        loss, logged = losses.over_iterations(losses.distortion(name), x, [x_hat, x_hat * 0.9])
+        loss.backward()
+        assert torch.isfinite(x_hat.grad).all() and x_hat.grad.abs().sum() > 0, name
+        assert set(logged) == {"l1_first", "l1_last", "unroll"} and logged["unroll"] == 2.0
+
+
+def test_ssim_weights_go_where_the_structure_is_lost(crop):
+    """Left half: detail flattened to its mean (structure lost); right half: a small constant offset of about the
+    same L1 error (structure kept). The SSIM weights, mean 1, favour the left half."""
+    x_hat = crop.clone()
+    left = x_hat[..., :64]
+    x_hat[..., :64] = left.mean(dim=(2, 3), keepdim=True)
+    offset = float((crop[..., :64] - x_hat[..., :64]).abs().mean())
+    x_hat[..., 64:] = crop[..., 64:] + offset
+    w = losses.ssim_weights(crop, x_hat)
+    assert w.shape == (1, 1, 64, 128) and abs(float(w.mean()) - 1) < 1e-4
+    assert float(w[..., 8:56, 8:56].mean()) > 3 * float(w[..., 8:56, 72:120].mean())
+    assert float(losses.ssim_weighted_l1(crop, x_hat)) > float(losses.l1(crop, x_hat))
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(ValueError, match="unknown loss 'l2'"):
+        losses.distortion("l2")
+
+
+def _tiny(priming: int) -> RecurrentCodec:
+    torch.manual_seed(0)
+    return RecurrentCodec(CodecConfig(width=0.125, iterations=3, priming=priming)).eval()
+
+
+def test_priming_runs_first_iteration_again_and_the_decoder_repeats_it(crop):
+    plain, primed = _tiny(0), _tiny(2)
+    primed.load_state_dict(plain.state_dict())
+    calls = []
+    hook = primed.decoder.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        steps = list(primed.iterate(crop, 3))
+        assert len(calls) == 3 + 2
+        rebuilt = list(primed.reconstruct([b for b, _ in steps]))   # the decoder side alone
+        unprimed = list(plain.iterate(crop, 3))
+    hook.remove()
+    assert all(torch.equal(a, b) for (_, a), b in zip(steps, rebuilt))
+    assert not torch.equal(steps[0][1], unprimed[0][1])
+
+
+def test_priming_is_part_of_the_fingerprint(tmp_path):
+    plain, primed = _tiny(0), _tiny(1)
+    primed.load_state_dict(plain.state_dict())
+    assert export_codec(plain, tmp_path / "a.pt", "a") != export_codec(primed, tmp_path / "b.pt", "b")
+    assert load_codec(str(tmp_path / "b.pt")).model.config.priming == 1
+    # unprimed weights keep the fingerprint their files were written with (weights/README.md)
+    assert load_codec(DEFAULT_CODEC).fingerprint.hex() == "a70bc389a87083c1"
+
+
+def test_priming_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="priming"):
+        CodecConfig(priming=-1)

@@ -36,7 +36,7 @@ def test_photo_denoiser_removes_gaussian_noise(parrots):
     out = np.asarray(denoise(noisy))
     before, after = metrics.psnr(noisy, parrots), metrics.psnr(out, parrots)
     assert before < 21.0
-    assert after > before + 10.0, (before, after)  # measured: 20.4 -> 31.9 dB
+    assert after > before + 10.0, (before, after)  # measured: 20.4 -> 34.0 dB (bundled U-Net)
 
 
 def test_tiles_are_seamless(parrots):
@@ -66,7 +66,7 @@ def test_self_ensemble_keeps_the_shape_and_removes_more_noise(parrots):
     noisy = _noisy(parrots[:90, :130], 25)
     plain, ensemble = np.asarray(denoise(noisy)), np.asarray(denoise(noisy, ensemble=True))
     assert ensemble.shape == plain.shape == noisy.shape
-    assert metrics.psnr(ensemble, parrots[:90, :130]) > metrics.psnr(plain, parrots[:90, :130]) + 0.05  # measured: +0.33 dB
+    assert metrics.psnr(ensemble, parrots[:90, :130]) > metrics.psnr(plain, parrots[:90, :130]) + 0.05  # measured: +0.29 dB
 
 
 def test_denoise_keeps_mode_alpha_and_size(parrots):

@@ -6,7 +6,7 @@ import torch
 
 from lstmcodec import losses
 from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec
-from lstmcodec.weights import DEFAULT_CODEC, export_codec, load_codec
+from lstmcodec.weights import export_codec, load_codec
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_priming_is_part_of_the_fingerprint(tmp_path):
     assert export_codec(plain, tmp_path / "a.pt", "a") != export_codec(primed, tmp_path / "b.pt", "b")
     assert load_codec(str(tmp_path / "b.pt")).model.config.priming == 1
     # unprimed weights keep the fingerprint their files were written with (weights/README.md)
-    assert load_codec(DEFAULT_CODEC).fingerprint.hex() == "a70bc389a87083c1"
+    assert load_codec("lstm-w25-lean2").fingerprint.hex() == "a70bc389a87083c1"
 
 
 def test_priming_out_of_range_is_refused():

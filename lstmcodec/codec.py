@@ -151,7 +151,16 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
             payloads = [coder.encode(p) for p in planes]
             if on_iteration is not None:
                 on_iteration(iterations)
-    return EncodeResult(_write_file(src, codec, payloads, tiles=plan), src.notices)
+    return EncodeResult(_write_file(src, codec, payloads, tiles=plan), src.notices + _beyond_training(codec, iterations))
+
+
+def _beyond_training(codec: LoadedCodec, iterations: int) -> list[str]:
+    """A notice when more iterations are asked for than the weights were trained to use."""
+    trained = codec.model.config.iterations
+    if iterations <= trained:
+        return []
+    return [f"{codec.name} was trained on {trained} iterations; iterations {trained + 1}-{iterations} add bits "
+            f"for little or no quality"]
 
 
 def _encode_tiles(codec: LoadedCodec, rgb: np.ndarray, iterations: int, plan: tiling.Tiling,
@@ -234,7 +243,9 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
         if not fitting:
             raise CodecError(f"even 1 iteration needs {sizes[0]} bytes ({8 * sizes[0] / (w * h):.4f} bpp), over the budget")
         keep = fitting[-1]
-    return EncodeResult(container.truncate(full.data, keep), full.notices), keep
+    codec = get_model(model, _resolve_device(device))  # its notice is about the iterations kept, not those tried
+    notices = [n for n in full.notices if n not in _beyond_training(codec, max_iterations)]
+    return EncodeResult(container.truncate(full.data, keep), notices + _beyond_training(codec, keep)), keep
 
 
 # ----------------------------------------------------------------------------- spatially adaptive bit rates

@@ -12,8 +12,9 @@ A chunk starts with a method byte:
     2  learned: the ANS words only. The probability of a bit comes from a table learned on training
        images and stored with the weights (`PlaneCoder`), indexed by its channel, the iteration
        (1, 2, 3-4, 5-8, 9+), the same bit in the previous iteration and the bits of the K previous
-       channels at the same position, then adapted to the image: it is mixed, in integer arithmetic,
-       with the counts of the same context in the image's earlier iterations. Channels are decoded one
+       channels at the same position (the table's shape gives K), then adapted to the image: it is
+       mixed, in integer arithmetic, with the counts of the same context in the image's earlier
+       iterations. Channels are decoded one
        after another (32 vectorised calls per iteration), because each depends on the ones before.
 The encoder picks the smallest of the three for every chunk.
 """
@@ -25,7 +26,8 @@ import numpy as np
 from .errors import CodecError
 
 RAW, CONTEXT, LEARNED = 0, 1, 2
-K = 10                  # previous channels in a learned context
+K = 10                  # previous channels in a learned context, by default (a table's shape gives its own K)
+MAX_K = 14
 PRECISION = 12          # learned probabilities are integers p / 4096, p in 1..4095
 ONE = 1 << PRECISION
 PRIOR_WEIGHT = 1024     # how many of the image's own observations the learned prior is worth
@@ -93,36 +95,43 @@ def _iteration_bucket(t: int) -> int:
     return 0 if t == 0 else 1 if t == 1 else 2 if t < 4 else 3 if t < 8 else 4
 
 
-def _patterns(bits: np.ndarray) -> np.ndarray:
-    """For every bit, the K bits of the previous channels at the same position, as an integer (zeros before channel 0)."""
+def _patterns(bits: np.ndarray, k: int) -> np.ndarray:
+    """For every bit, the k bits of the previous channels at the same position, as an integer (zeros before channel 0)."""
     p = np.zeros(bits.shape, dtype=np.int64)
-    for j in range(1, K + 1):
+    for j in range(1, k + 1):
         p[j:] |= bits[:-j].astype(np.int64) << (j - 1)
     return p
 
 
-def learn_prior(planes: list[np.ndarray]) -> np.ndarray:
+def table_k(prior: np.ndarray) -> int:
+    """The number of previous channels K in a learned table's contexts (its last axis has 2^K entries)."""
+    return int(prior.shape[-1]).bit_length() - 1
+
+
+def learn_prior(planes: list[np.ndarray], k: int = K) -> np.ndarray:
     """The learned table from training images: `planes` holds one T x C x H x W array of 0/1 per image.
-    Returns int16 probabilities of a 1, shape (BUCKETS, C, 2, 2**K), each in 1..ONE-1."""
+    Returns int16 probabilities of a 1, shape (BUCKETS, C, 2, 2**k), each in 1..ONE-1."""
     channels = planes[0].shape[1]
-    ones = np.zeros((BUCKETS, channels * 2 << K))
+    ones = np.zeros((BUCKETS, channels * 2 << k))
     total = np.zeros_like(ones)
     c = np.arange(channels, dtype=np.int64).reshape(-1, 1, 1)
     for image in planes:
         prev = np.zeros_like(image[0])
         for t, bits in enumerate(image):
-            ctx = (((c * 2 + prev) << K) | _patterns(bits)).ravel()
+            ctx = (((c * 2 + prev) << k) | _patterns(bits, k)).ravel()
             tb = _iteration_bucket(t)
             ones[tb] += np.bincount(ctx, weights=bits.ravel(), minlength=ones.shape[1])
             total[tb] += np.bincount(ctx, minlength=ones.shape[1])
             prev = bits
     p = np.clip(np.round(ONE * (ones + 0.5) / (total + 1.0)), 1, ONE - 1)
-    return p.astype(np.int16).reshape(BUCKETS, channels, 2, 1 << K)
+    return p.astype(np.int16).reshape(BUCKETS, channels, 2, 1 << k)
 
 
 def check_prior(prior: np.ndarray, channels: int) -> None:
     """Raises ValueError unless `prior` is a valid learned table for `channels` bit channels."""
-    if prior.shape != (BUCKETS, channels, 2, 1 << K) or prior.min() < 1 or prior.max() > ONE - 1:
+    k = table_k(prior) if prior.ndim == 4 else 0
+    if (prior.shape != (BUCKETS, channels, 2, 1 << k) or not 1 <= k <= MAX_K
+            or prior.min() < 1 or prior.max() > ONE - 1):
         raise ValueError(f"learned context table has shape {tuple(prior.shape)} or values outside 1..{ONE - 1}")
 
 
@@ -131,9 +140,9 @@ def _previous_bits(prev: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarra
     return np.zeros(shape, np.int64) if prev is None else prev.astype(np.int64)
 
 
-def _local_contexts(bits: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
-    """Every bit's context within its channel: (previous bit, pattern of the K previous channels)."""
-    return (_previous_bits(prev, bits.shape) << K) | _patterns(bits)
+def _local_contexts(bits: np.ndarray, prev: np.ndarray | None, k: int) -> np.ndarray:
+    """Every bit's context within its channel: (previous bit, pattern of the k previous channels)."""
+    return (_previous_bits(prev, bits.shape) << k) | _patterns(bits, k)
 
 
 class PlaneCoder:
@@ -147,15 +156,16 @@ class PlaneCoder:
     """
 
     def __init__(self, prior: np.ndarray | None, channels: int = 32):
-        self.prior = None if prior is None else prior.astype(np.int64).reshape(BUCKETS, channels, 2 << K)
+        self.k = K if prior is None else table_k(prior)
+        self.prior = None if prior is None else prior.reshape(BUCKETS, channels, 2 << self.k)  # int16, not copied
         self.prev: np.ndarray | None = None    # the previous plane, C x H x W (0 at stopped positions)
         self.t = 0
-        self.ones = np.zeros((channels, 2 << K), dtype=np.int64)
+        self.ones = np.zeros((channels, 2 << self.k), dtype=np.int64)
         self.total = np.zeros_like(self.ones)
 
     def _table(self, c: int | slice) -> np.ndarray:
         """Integer probabilities of channel(s) c for every (previous bit, pattern): prior mixed with counts."""
-        prior = self.prior[_iteration_bucket(self.t), c]
+        prior = self.prior[_iteration_bucket(self.t), c].astype(np.int64)
         p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
         return np.clip(p, 1, ONE - 1)
 
@@ -170,7 +180,7 @@ class PlaneCoder:
         """Count the coded bits in their contexts (`local`, from _local_contexts); returns the whole
         C x H x W plane (0 where not coded)."""
         c = np.arange(bits.shape[0], dtype=np.int64).reshape(-1, 1, 1)
-        idx = (c * (2 << K) + local).ravel()
+        idx = (c * (2 << self.k) + local).ravel()
         n = self.ones.size
         self.ones += np.bincount(idx, weights=bits.ravel(), minlength=n).astype(np.int64).reshape(self.ones.shape)
         self.total += np.bincount(idx, minlength=n).reshape(self.total.shape)
@@ -189,7 +199,7 @@ class PlaneCoder:
             bits = np.ascontiguousarray(bits[:, active][:, None, :])
         prev = self._previous(active)
         best = encode_plane(bits, prev)
-        local = _local_contexts(bits, prev)
+        local = _local_contexts(bits, prev, self.k)
         if self.prior is not None:
             probs = np.take_along_axis(self._table(slice(None)), local.reshape(bits.shape[0], -1), axis=1)
             coder = constriction.stream.stack.AnsCoder()
@@ -206,7 +216,7 @@ class PlaneCoder:
         coded = shape if active is None else (shape[0], 1, int(active.sum()))
         if not payload or payload[0] != LEARNED:
             bits = decode_plane(payload, coded, prev)
-            return self._update(bits, _local_contexts(bits, prev), active, shape)
+            return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
         if self.prior is None:
             raise CodecError("this chunk needs the learned context tables, which this model does not have")
         if shape[0] != self.prior.shape[1]:
@@ -220,16 +230,16 @@ class PlaneCoder:
             decoder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
             for c in range(coded[0]):
                 pattern = np.zeros(coded[1:], dtype=np.int64)
-                for j in range(1, min(K, c) + 1):
+                for j in range(1, min(self.k, c) + 1):
                     pattern |= bits[c - j].astype(np.int64) << (j - 1)
-                probs = self._table(c)[(previous[c] << K) | pattern]
+                probs = self._table(c)[(previous[c] << self.k) | pattern]
                 bits[c] = np.asarray(decoder.decode(_BERNOULLI, probs.ravel().astype(np.float64) / ONE),
                                      dtype=np.uint8).reshape(coded[1:])
         except CodecError:
             raise
         except Exception as e:  # constriction reports damaged streams with its own exception types
             raise CodecError(f"iteration chunk does not decode ({e})") from None
-        return self._update(bits, _local_contexts(bits, prev), active, shape)
+        return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
 
 
 # ----------------------------------------------------------------------------- the iteration map (adaptive bit rates)

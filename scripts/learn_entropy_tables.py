@@ -49,6 +49,8 @@ def main() -> int:
     p.add_argument("data", nargs="+", help="training image folders")
     p.add_argument("--model", required=True, help="codec weights file")
     p.add_argument("--images", type=int, default=100, help="training images to count (spread over the split)")
+    p.add_argument("--k", type=int, default=entropy.K, choices=range(1, entropy.MAX_K + 1), metavar="K",
+                   help=f"previous channels in a bit's context (1..{entropy.MAX_K}); the table has 5 x 32 x 2^(K+1) int16 entries")
     p.add_argument("--out", required=True, help="weights file to write (may be --model itself)")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
@@ -63,9 +65,9 @@ def main() -> int:
         planes.append(planes_of(codec.model, f))
         print(f"\r{k}/{len(chosen)} training images coded", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    prior = entropy.learn_prior(planes)
+    prior = entropy.learn_prior(planes, args.k)
     fp = export_codec(codec.model, args.out, codec.name, {**codec.meta, "entropy_tables": {
-        "images": len(chosen), "folders": [str(d) for d in args.data], "k": entropy.K, "buckets": entropy.BUCKETS,
+        "images": len(chosen), "folders": [str(d) for d in args.data], "k": args.k, "buckets": entropy.BUCKETS,
         "prior_weight": entropy.PRIOR_WEIGHT}}, entropy_prior=prior)
     print(f"wrote {args.out} (fingerprint {fp.hex()})")
     val = [planes_of(codec.model, f) for f in held[:8]]

@@ -36,6 +36,18 @@ def test_encode_decode_info_round_trip(tmp_path, parrots_path):
         assert im.format == "WEBP" and im.size == (256, 192)
 
 
+def test_iterations_beyond_training_get_a_notice(tmp_path, parrots_path):
+    """The bundled weights were trained on 8 iterations; asking for more works but says what it buys."""
+    crop = tmp_path / "c.png"
+    Image.open(parrots_path).crop((0, 0, 64, 48)).save(crop)
+    r = run_cli("encode", crop, "-i", "8", "-o", tmp_path / "a.lstm")
+    assert r.returncode == 0 and b"trained on" not in r.stderr
+    r = run_cli("encode", crop, "-i", "10", "-o", tmp_path / "b.lstm")
+    assert r.returncode == 0, r.stderr
+    assert "was trained on 8 iterations; iterations 9-10 add bits" in r.stderr.decode()
+    assert lstmcodec.info((tmp_path / "b.lstm").read_bytes()).iterations == 10
+
+
 def test_default_decode_name_never_overwrites_an_existing_file(tmp_path, parrots_path):
     src = tmp_path / "p.png"
     src.write_bytes(parrots_path.read_bytes())
@@ -158,6 +170,7 @@ def test_rate_control_by_bpp_size_and_quality(tmp_path, parrots_path):
     one_more = lstmcodec.encode(parrots_path, iterations=info.iterations + 1)
     assert 8 * len(one_more) / (256 * 192) > 0.5  # it kept the most iterations that fit
     assert b"chose" in r.stderr
+    assert b"trained on" not in r.stderr  # it tried 16 iterations but kept fewer than the 8 trained
     r = run_cli("encode", parrots_path, "-o", out, "--size", "3000")
     assert r.returncode == 0 and out.stat().st_size <= 3000
     r = run_cli("encode", parrots_path, "-o", out, "--size", "10")

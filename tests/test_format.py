@@ -80,6 +80,24 @@ def test_learned_context_tables_round_trip_and_beat_the_per_chunk_tables():
         assert np.array_equal(dec.decode(chunk, planes.shape), planes)
 
 
+@pytest.mark.parametrize("k", [4, 12])
+def test_tables_of_any_context_length_round_trip(k):
+    """A table's last axis (2^K entries) says how many previous channels its contexts hold; longer contexts
+    predict the correlated channels better."""
+    rng = np.random.default_rng(3)
+    train = [_correlated_planes(rng, t=8, shape=(32, 24, 32)) for _ in range(4)]
+    prior = entropy.learn_prior(train, k)
+    assert prior.shape == (entropy.BUCKETS, 32, 2, 1 << k)
+    entropy.check_prior(prior, 32)
+    image = _correlated_planes(rng)
+    enc, dec = entropy.PlaneCoder(prior), entropy.PlaneCoder(prior)
+    chunks = [enc.encode(p) for p in image]
+    for chunk, plane in zip(chunks, image):
+        assert np.array_equal(dec.decode(chunk, plane.shape), plane)
+    with pytest.raises(ValueError, match="shape"):
+        entropy.check_prior(prior[..., :-1], 32)
+
+
 def test_learned_chunks_need_the_table_and_intact_words():
     rng = np.random.default_rng(2)
     prior = entropy.learn_prior([_correlated_planes(rng)])

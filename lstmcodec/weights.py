@@ -23,7 +23,7 @@ from . import entropy
 from .nets.recurrent import CodecConfig, RecurrentCodec
 
 FORMAT = "lstmcodec-weights/1"
-DEFAULT_CODEC = "lstm-w25-mix"
+DEFAULT_CODEC = "lstm-w25-mix2"
 DEFAULT_DENOISER = "photo"
 
 

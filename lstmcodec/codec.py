@@ -226,6 +226,7 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
     from .metrics import ms_ssim
 
     full = encode_image(src, max_iterations, model, device, tiles=tiles)
+    notices = list(src.notices)  # not full.notices: what they say about the iterations tried is said below for those kept
     h, w = src.rgb.shape[:2]
     if target.quality is not None:
         keep = max_iterations
@@ -234,7 +235,7 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
                 keep = k
                 break
         else:
-            full.notices.append(f"MS-SSIM {target.quality} not reached in {max_iterations} iterations; kept them all")
+            notices.append(f"MS-SSIM {target.quality} not reached in {max_iterations} iterations; kept them all")
     else:
         budget = target.size if target.size is not None else target.bpp * w * h / 8
         fi = info(full.data)
@@ -243,9 +244,8 @@ def encode_to_target(src: SourceImage, target: RateTarget, max_iterations: int =
         if not fitting:
             raise CodecError(f"even 1 iteration needs {sizes[0]} bytes ({8 * sizes[0] / (w * h):.4f} bpp), over the budget")
         keep = fitting[-1]
-    codec = get_model(model, _resolve_device(device))  # its notice is about the iterations kept, not those tried
-    notices = [n for n in full.notices if n not in _beyond_training(codec, max_iterations)]
-    return EncodeResult(container.truncate(full.data, keep), notices + _beyond_training(codec, keep)), keep
+    notices += _beyond_training(get_model(model, _resolve_device(device)), keep)
+    return EncodeResult(container.truncate(full.data, keep), notices), keep
 
 
 # ----------------------------------------------------------------------------- spatially adaptive bit rates

@@ -14,8 +14,8 @@ A chunk starts with a method byte:
        (1, 2, 3-4, 5-8, 9+), the same bit in the previous iteration and the bits of the K previous
        channels at the same position (the table's shape gives K), then adapted to the image: it is
        mixed, in integer arithmetic, with the counts of the same context in the image's earlier
-       iterations. Channels are decoded one
-       after another (32 vectorised calls per iteration), because each depends on the ones before.
+       iterations. Channels are decoded one after another (32 vectorised calls per iteration),
+       because each depends on the ones before.
 The encoder picks the smallest of the three for every chunk.
 """
 from __future__ import annotations

@@ -138,7 +138,7 @@ def encode_image(src: SourceImage, iterations: int = 8, model: str = DEFAULT_COD
         plan = tiling.plan(w, h, tiles)
     except ValueError as e:
         raise CodecError(str(e)) from None
-    coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
+    coder = codec.plane_coder()
     with torch.inference_mode():
         if plan is None:
             payloads = []
@@ -355,7 +355,7 @@ def encode_adaptive(src: SourceImage, quality: float, max_iterations: int = 16, 
 def adaptive_file(src: SourceImage, codec: LoadedCodec, run: AdaptivePass, tile_blocks: int) -> bytes:
     """The .lstm file (version 2) of an adaptive pass: its iteration map, then only the live blocks' bits.
     A map where every tile has the same count is a plain file (version 1): no map bytes to pay for."""
-    coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
+    coder = codec.plane_coder()
     if (run.counts == run.counts.flat[0]).all():
         return _write_file(src, codec, [coder.encode(p) for p in run.planes])
     payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
@@ -432,7 +432,7 @@ def _read_planes(data: bytes, iterations: int | None, model: str | None, device:
         counts, tile = entropy.decode_map(f.iteration_map, blocks)
         masks = entropy.map_masks(counts, tile, blocks, n)
     planes = []
-    coder = entropy.PlaneCoder(codec.entropy_prior, codec.model.config.bits)
+    coder = codec.plane_coder()
     for payload, mask in zip(f.iterations[:n], masks):  # all entropy decoding first: a corrupt chunk fails before any output
         coded = shape[0] * (shape[1] * shape[2] if mask is None else int(mask.sum()))
         if len(payload) > 1 + (coded + 7) // 8:
@@ -458,6 +458,8 @@ def _model_for(hd: container.Header, model: str | None, device: str) -> LoadedCo
             raise CodecError(f"the file was made with model '{hd.model}', which is not bundled; pass its weights with --model PATH")
         model = hd.model
     codec = get_model(model, device)
+    if codec.entropy_mixer is not None and codec.base_fingerprint == hd.fingerprint:
+        return codec.without_mixer()   # a file coded before these weights had their mixer
     if codec.fingerprint != hd.fingerprint:
         raise CodecError(f"model mismatch: the file was made with '{hd.model}' ({hd.fingerprint.hex()}), "
                          f"not with these weights '{codec.name}' ({codec.fingerprint.hex()})")

@@ -16,16 +16,23 @@ A chunk starts with a method byte:
        mixed, in integer arithmetic, with the counts of the same context in the image's earlier
        iterations. Channels are decoded one after another (32 vectorised calls per iteration),
        because each depends on the ones before.
-The encoder picks the smallest of the three for every chunk.
+    3  mixed: the ANS words only. The same learned table's probability (without the image's counts) is
+       corrected by a small network stored with the weights (`Mixer`), which also sees the bits of all 31
+       previous channels and the 32 bits of the previous iteration at the same position. It runs in
+       integer arithmetic from integer weights and lookup tables, so it is as exactly reproducible as
+       the table itself.
+The encoder picks the smallest of the four for every chunk (method 3 only where the weights have a mixer).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import constriction
 import numpy as np
 
 from .errors import CodecError
 
-RAW, CONTEXT, LEARNED = 0, 1, 2
+RAW, CONTEXT, LEARNED, MIXED = 0, 1, 2, 3
 K = 10                  # previous channels in a learned context, by default (a table's shape gives its own K)
 MAX_K = 14
 PRECISION = 12          # learned probabilities are integers p / 4096, p in 1..4095
@@ -145,18 +152,97 @@ def _local_contexts(bits: np.ndarray, prev: np.ndarray | None, k: int) -> np.nda
     return (_previous_bits(prev, bits.shape) << k) | _patterns(bits, k)
 
 
+# ----------------------------------------------------------------------------- the mixer (method 3)
+
+LOGIT_ONE = 256          # the mixer's logits are integers in units of 1/256
+LOGIT_MAX = 2304         # and are clamped to +-9.0 before the squash table
+MIXER_INPUTS = 64        # the bits of the 31 previous channels, the 32 bits of the previous iteration, the table's logit
+
+
+@dataclass(frozen=True)
+class Mixer:
+    """A one-hidden-layer network per (iteration bucket, channel) that corrects the learned table's logit.
+
+    All integers (int16 as stored), for groups g = bucket * C + channel and H hidden units:
+      w1 (G, 64, H): rows 0-30 weigh the bits of channels c-1 .. c-31 (absent channels read 0), rows 31-62 the
+                     previous iteration's bits of channels 0..31 (all 0 in the first iteration), row 63 the
+                     table's logit; b1 (G, H);  w2 (G, H + 2): the hidden units, the table's logit, the bias.
+      stretch (ONE,): the logit of probability p / ONE (index 0 unused); squash (2 LOGIT_MAX + 1,): the
+                     probability p / ONE of logit l at index l + LOGIT_MAX.
+    With x the 63 bits and s the table's logit, the logit of a 1 is
+      u = 256 (x . w1[:63] + b1) + s w1[63]   (units 1/65536),   h = max(u, 0),
+      l = floor(h . w2[:H] / 2^16) + floor(s w2[H] / 2^8) + w2[H + 1],
+    clamped to +-LOGIT_MAX, and its probability is squash[l + LOGIT_MAX]. With |weights| < 2^15 and
+    H <= 64 every sum stays below 2^53, so float64 matrix products compute them exactly.
+    """
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    stretch: np.ndarray
+    squash: np.ndarray
+
+    @staticmethod
+    def from_arrays(arrays: dict, channels: int) -> "Mixer":
+        """Check the stored arrays (int16) and build the mixer; raises ValueError if they cannot be one."""
+        try:
+            w1, b1, w2, stretch, squash = (np.asarray(arrays[k]) for k in ("w1", "b1", "w2", "stretch", "squash"))
+        except KeyError as e:
+            raise ValueError(f"mixer lacks the array {e}") from None
+        groups, hidden = BUCKETS * channels, w1.shape[-1] if w1.ndim == 3 else 0
+        ok = (channels == 32 and all(a.dtype == np.int16 for a in (w1, b1, w2, stretch, squash))
+              and w1.shape == (groups, MIXER_INPUTS, hidden) and 1 <= hidden <= 64
+              and b1.shape == (groups, hidden) and w2.shape == (groups, hidden + 2)
+              and stretch.shape == (ONE,) and squash.shape == (2 * LOGIT_MAX + 1,)
+              and np.abs(stretch).max() <= LOGIT_MAX and squash.min() >= 1 and squash.max() <= ONE - 1)
+        if not ok:
+            raise ValueError("mixer arrays have the wrong shapes, types or values")
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731 (exact for int16)
+        return Mixer(f(w1), f(b1), f(w2), stretch.astype(np.int64), squash.astype(np.int64))
+
+    def arrays(self) -> dict:
+        return {"w1": self.w1.astype(np.int16), "b1": self.b1.astype(np.int16), "w2": self.w2.astype(np.int16),
+                "stretch": self.stretch.astype(np.int16), "squash": self.squash.astype(np.int16)}
+
+    def probabilities(self, g: int, earlier: np.ndarray, previous: np.ndarray, table_p: np.ndarray) -> np.ndarray:
+        """Integer probabilities (1..ONE-1) of a 1 for the N bits of one channel.
+        g: its group; earlier: the bits of channels c-1, c-2, ... (k x N, k <= 31, nearest first);
+        previous: the previous iteration's bits of all channels (C x N); table_p: the table's probabilities (N)."""
+        w1 = self.w1[g]
+        s = self.stretch[table_p]
+        x = w1[:len(earlier)].T @ earlier + w1[31:63].T @ previous + self.b1[g][:, None]
+        u = (x * LOGIT_ONE).astype(np.int64) + w1[63].astype(np.int64)[:, None] * s
+        h = np.maximum(u, 0).astype(np.float64)
+        w2 = self.w2[g]
+        hidden = len(w2) - 2
+        logit = ((w2[:hidden] @ h).astype(np.int64) >> 16) + ((int(w2[hidden]) * s) >> 8) + int(w2[hidden + 1])
+        return self.squash[np.clip(logit, -LOGIT_MAX, LOGIT_MAX) + LOGIT_MAX]
+
+
+def logit_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The stretch and squash lookup tables a new mixer stores (computed once, in float64, when it is learned)."""
+    p = np.arange(ONE, dtype=np.float64)
+    p[0] = 0.5
+    stretch = np.clip(np.round(LOGIT_ONE * np.log(p / (ONE - p))), -LOGIT_MAX, LOGIT_MAX)
+    stretch[0] = -LOGIT_MAX
+    logit = np.arange(-LOGIT_MAX, LOGIT_MAX + 1, dtype=np.float64) / LOGIT_ONE
+    squash = np.clip(np.round(ONE / (1 + np.exp(-logit))), 1, ONE - 1)
+    return stretch.astype(np.int16), squash.astype(np.int16)
+
+
 class PlaneCoder:
     """Codes (or decodes) the bit planes of one image in order, remembering what the contexts have seen.
 
     prior: the learned table of the model (learn_prior), or None for models without one (methods 0 and 1 only).
+    mixer: the model's Mixer (method 3), or None.
     active: with spatially adaptive bit rates, the H x W boolean mask of the positions that iteration
     holds; only their bits are coded, in C-order over (channel, active position), every method
     treating them as a C x 1 x N plane. Positions stop for good, so an active position always has its
     previous bit.
     """
 
-    def __init__(self, prior: np.ndarray | None, channels: int = 32):
+    def __init__(self, prior: np.ndarray | None, channels: int = 32, mixer: Mixer | None = None):
         self.k = K if prior is None else table_k(prior)
+        self.mixer = mixer if prior is not None else None
         self.prior = None if prior is None else prior.reshape(BUCKETS, channels, 2 << self.k)  # int16, not copied
         self.prev: np.ndarray | None = None    # the previous plane, C x H x W (0 at stopped positions)
         self.t = 0
@@ -168,6 +254,17 @@ class PlaneCoder:
         prior = self.prior[_iteration_bucket(self.t), c].astype(np.int64)
         p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
         return np.clip(p, 1, ONE - 1)
+
+    def _mixed(self, c: int, bits: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Method 3's probabilities of channel c's N bits, from the bits of the channels before it (bits: C x N,
+        rows below c filled) and the previous iteration's (previous: C x N int64)."""
+        pattern = np.zeros(bits.shape[1], dtype=np.int64)
+        for j in range(1, min(self.k, c) + 1):
+            pattern |= bits[c - j].astype(np.int64) << (j - 1)
+        bucket = _iteration_bucket(self.t)
+        table_p = self.prior[bucket, c][(previous[c] << self.k) | pattern].astype(np.int64)
+        earlier = bits[max(0, c - 31):c][::-1].astype(np.float64)
+        return self.mixer.probabilities(bucket * bits.shape[0] + c, earlier, previous.astype(np.float64), table_p)
 
     def _previous(self, active: np.ndarray | None) -> np.ndarray | None:
         """The previous plane at the coded positions (C x 1 x N when `active` is given), or None at t = 1."""
@@ -206,6 +303,13 @@ class PlaneCoder:
             coder.encode_reverse(bits.ravel().astype(np.int32), _BERNOULLI, probs.ravel().astype(np.float64) / ONE)
             learned = bytes([LEARNED]) + coder.get_compressed().astype("<u4").tobytes()
             best = learned if len(learned) < len(best) else best
+        if self.mixer is not None:
+            flat, previous = bits.reshape(bits.shape[0], -1), _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1)
+            probs = np.stack([self._mixed(c, flat, previous) for c in range(bits.shape[0])])
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(flat.ravel().astype(np.int32), _BERNOULLI, probs.ravel().astype(np.float64) / ONE)
+            mixed = bytes([MIXED]) + coder.get_compressed().astype("<u4").tobytes()
+            best = mixed if len(mixed) < len(best) else best
         self._update(bits, local, active, shape)
         return best
 
@@ -214,11 +318,13 @@ class PlaneCoder:
         Raises CodecError on a bad payload."""
         prev = self._previous(active)
         coded = shape if active is None else (shape[0], 1, int(active.sum()))
-        if not payload or payload[0] != LEARNED:
+        if not payload or payload[0] not in (LEARNED, MIXED):
             bits = decode_plane(payload, coded, prev)
             return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
         if self.prior is None:
             raise CodecError("this chunk needs the learned context tables, which this model does not have")
+        if payload[0] == MIXED and self.mixer is None:
+            raise CodecError("this chunk needs the learned mixer, which this model does not have")
         if shape[0] != self.prior.shape[1]:
             raise CodecError("the model's context tables do not fit this file")
         body = payload[1:]
@@ -228,6 +334,12 @@ class PlaneCoder:
         bits = np.zeros(coded, dtype=np.uint8)
         try:
             decoder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
+            if payload[0] == MIXED:
+                flat, flat_previous = bits.reshape(coded[0], -1), previous.reshape(coded[0], -1)
+                for c in range(coded[0]):
+                    probs = self._mixed(c, flat, flat_previous)
+                    flat[c] = np.asarray(decoder.decode(_BERNOULLI, probs.astype(np.float64) / ONE), dtype=np.uint8)
+                return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
             for c in range(coded[0]):
                 pattern = np.zeros(coded[1:], dtype=np.int64)
                 for j in range(1, min(self.k, c) + 1):

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,27 +63,42 @@ class LoadedCodec:
     fingerprint: bytes
     meta: dict
     entropy_prior: np.ndarray | None = None   # the learned context table (entropy.learn_prior), if the file has one
+    entropy_mixer: entropy.Mixer | None = None  # the learned mixer of entropy coding method 3, if the file has one
+    base_fingerprint: bytes | None = None       # with a mixer: the fingerprint of the same weights without it
+
+    def without_mixer(self) -> LoadedCodec:
+        """These weights as they were before their mixer was added, to decode the files coded then (methods 0-2)."""
+        return dataclasses.replace(self, fingerprint=self.base_fingerprint, entropy_mixer=None, base_fingerprint=None)
+
+    def plane_coder(self) -> entropy.PlaneCoder:
+        """A fresh entropy coder for the bit planes of one image coded with these weights."""
+        return entropy.PlaneCoder(self.entropy_prior, self.model.config.bits, self.entropy_mixer)
 
 
 def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta: dict | None = None,
-                 entropy_prior: np.ndarray | None = None) -> bytes:
-    """Write a weights file (fp16 tensors, and the learned entropy table if given) atomically; returns its fingerprint."""
+                 entropy_prior: np.ndarray | None = None, entropy_mixer: entropy.Mixer | None = None) -> bytes:
+    """Write a weights file (fp16 tensors, and the learned entropy table and mixer if given) atomically; returns its fingerprint."""
     from .runtime import atomic_save
 
     sd = {k: _plain(v).half() if v.is_floating_point() else _plain(v) for k, v in model.state_dict().items()}
     blob = {"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd, "meta": meta or {}}
     if entropy_prior is not None:
         blob["entropy_prior"] = torch.from_numpy(np.ascontiguousarray(entropy_prior, dtype=np.int16))
+    if entropy_mixer is not None:
+        blob["entropy_mixer"] = {k: torch.from_numpy(v) for k, v in entropy_mixer.arrays().items()}
     atomic_save(blob, path)
     return _codec_fingerprint(blob)
 
 
 def _codec_fingerprint(blob: dict) -> bytes:
-    """The tensors, the entropy table and hidden-state priming all decide what a file's bits mean, so all are in
-    the fingerprint (priming only when used, which keeps the fingerprints of unprimed weights as they were)."""
+    """The tensors, the entropy table and mixer and hidden-state priming all decide what a file's bits mean, so all
+    are in the fingerprint (each only when present, which keeps the fingerprints of older weights as they were)."""
     extra = {}
     if blob.get("entropy_prior") is not None:
         extra["entropy_prior"] = blob["entropy_prior"]
+    mixer = blob.get("entropy_mixer")
+    if isinstance(mixer, dict):
+        extra.update({f"entropy_mixer.{k}": v for k, v in mixer.items()})
     priming = blob.get("config", {}).get("priming", 0)
     if priming:
         extra["priming"] = torch.tensor([int(priming)])
@@ -140,10 +156,19 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "
             entropy.check_prior(prior, model.config.bits)
         except ValueError as e:
             raise ValueError(f"{path}: bad entropy table ({e})") from None
+    mixer = blob.get("entropy_mixer")
+    if mixer is not None:
+        try:
+            if prior is None or not isinstance(mixer, dict) or not all(isinstance(v, torch.Tensor) for v in mixer.values()):
+                raise ValueError("it needs a table and tensors")
+            mixer = entropy.Mixer.from_arrays({k: v.numpy() for k, v in mixer.items()}, model.config.bits)
+        except ValueError as e:
+            raise ValueError(f"{path}: bad entropy mixer ({e})") from None
     # Channels-last (NHWC): the layout oneDNN's and cuDNN's convolutions are fastest in, and the one in
     # which the cells add their 1x1 hidden-state products in place (1.5x faster encode and decode on CPU).
     model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
-    return LoadedCodec(blob["name"], model, _codec_fingerprint(blob), blob.get("meta", {}), prior)
+    base = _codec_fingerprint({k: v for k, v in blob.items() if k != "entropy_mixer"}) if mixer is not None else None
+    return LoadedCodec(blob["name"], model, _codec_fingerprint(blob), blob.get("meta", {}), prior, mixer, base)
 
 
 @dataclass

@@ -97,16 +97,16 @@ def entropy_speed(data: bytes, m, runs: int) -> None:
     """Decode the planes of `data` once, then time coding and decoding them with the model's tables."""
     f = container.read(data)
     shape = (m.model.config.bits, -(-f.header.height // 16), -(-f.header.width // 16))
-    dec = entropy.PlaneCoder(m.entropy_prior, shape[0])
+    dec = m.plane_coder()
     planes = [dec.decode(p, shape) for p in f.iterations]
     enc_t, dec_t = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        coder = entropy.PlaneCoder(m.entropy_prior, shape[0])
+        coder = m.plane_coder()
         payloads = [coder.encode(p) for p in planes]
         enc_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        coder = entropy.PlaneCoder(m.entropy_prior, shape[0])
+        coder = m.plane_coder()
         for p in payloads:
             coder.decode(p, shape)
         dec_t.append(time.perf_counter() - t0)

@@ -181,5 +181,39 @@ def test_reexporting_loaded_weights_keeps_their_fingerprint(tmp_path):
 
     loaded = load_codec(DEFAULT_CODEC)
     assert loaded.model.decoder.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
-    fp = export_codec(loaded.model, tmp_path / "copy.pt", loaded.name, entropy_prior=loaded.entropy_prior)
+    fp = export_codec(loaded.model, tmp_path / "copy.pt", loaded.name, entropy_prior=loaded.entropy_prior,
+                      entropy_mixer=loaded.entropy_mixer)
     assert fp == loaded.fingerprint == load_codec(str(tmp_path / "copy.pt")).fingerprint
+
+
+def test_weights_carry_their_entropy_mixer(tmp_path, parrots):
+    """A mixer is saved with the weights, loaded back checked, and part of their fingerprint."""
+    from lstmcodec import entropy
+    from lstmcodec.weights import export_codec
+
+    loaded = load_codec(DEFAULT_CODEC)
+    groups = entropy.BUCKETS * 32
+    w2 = np.zeros((groups, 6), np.int16)
+    w2[:, 4] = 256   # the table's own logit, unchanged
+    stretch, squash = entropy.logit_tables()
+    mixer = entropy.Mixer.from_arrays({"w1": np.zeros((groups, 64, 4), np.int16), "b1": np.zeros((groups, 4), np.int16),
+                                       "w2": w2, "stretch": stretch, "squash": squash}, 32)
+    plain = export_codec(loaded.model, tmp_path / "plain.pt", "m", entropy_prior=loaded.entropy_prior)
+    mixed = export_codec(loaded.model, tmp_path / "mixed.pt", "m", entropy_prior=loaded.entropy_prior, entropy_mixer=mixer)
+    assert plain != mixed
+    back = load_codec(str(tmp_path / "mixed.pt"))
+    assert back.fingerprint == mixed and np.array_equal(back.entropy_mixer.w2, mixer.w2)
+    data = lstmcodec.encode(parrots, iterations=2, model=str(tmp_path / "mixed.pt"))
+    assert lstmcodec.decode(data, model=str(tmp_path / "mixed.pt")).size == (256, 192)
+    with pytest.raises(lstmcodec.CodecError, match="model mismatch"):
+        lstmcodec.decode(data, model=str(tmp_path / "plain.pt"))
+    # files coded before the mixer was added to the same weights and table still decode, the same
+    before = lstmcodec.encode(parrots, iterations=2, model=str(tmp_path / "plain.pt"))
+    assert back.base_fingerprint == plain and before != data
+    assert np.array_equal(np.asarray(lstmcodec.decode(before, model=str(tmp_path / "mixed.pt"))),
+                          np.asarray(lstmcodec.decode(before, model=str(tmp_path / "plain.pt"))))
+    blob = torch.load(tmp_path / "mixed.pt", weights_only=True)
+    blob["entropy_mixer"]["w1"] = blob["entropy_mixer"]["w1"][:, :63]
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad entropy mixer"):
+        load_codec(str(tmp_path / "bad.pt"))

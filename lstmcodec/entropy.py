@@ -110,6 +110,14 @@ def _patterns(bits: np.ndarray, k: int) -> np.ndarray:
     return p
 
 
+def _pattern(bits: np.ndarray, c: int, k: int) -> np.ndarray:
+    """The pattern of _patterns for channel c alone, from the channels before it (decoding goes channel by channel)."""
+    pattern = np.zeros(bits.shape[1:], dtype=np.int64)
+    for j in range(1, min(k, c) + 1):
+        pattern |= bits[c - j].astype(np.int64) << (j - 1)
+    return pattern
+
+
 def table_k(prior: np.ndarray) -> int:
     """The number of previous channels K in a learned table's contexts (its last axis has 2^K entries)."""
     return int(prior.shape[-1]).bit_length() - 1
@@ -258,11 +266,8 @@ class PlaneCoder:
     def _mixed(self, c: int, bits: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """Method 3's probabilities of channel c's N bits, from the bits of the channels before it (bits: C x N,
         rows below c filled) and the previous iteration's (previous: C x N int64)."""
-        pattern = np.zeros(bits.shape[1], dtype=np.int64)
-        for j in range(1, min(self.k, c) + 1):
-            pattern |= bits[c - j].astype(np.int64) << (j - 1)
         bucket = _iteration_bucket(self.t)
-        table_p = self.prior[bucket, c][(previous[c] << self.k) | pattern].astype(np.int64)
+        table_p = self.prior[bucket, c][(previous[c] << self.k) | _pattern(bits, c, self.k)].astype(np.int64)
         earlier = bits[max(0, c - 31):c][::-1].astype(np.float64)
         return self.mixer.probabilities(bucket * bits.shape[0] + c, earlier, previous.astype(np.float64), table_p)
 
@@ -341,10 +346,7 @@ class PlaneCoder:
                     flat[c] = np.asarray(decoder.decode(_BERNOULLI, probs.astype(np.float64) / ONE), dtype=np.uint8)
                 return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
             for c in range(coded[0]):
-                pattern = np.zeros(coded[1:], dtype=np.int64)
-                for j in range(1, min(self.k, c) + 1):
-                    pattern |= bits[c - j].astype(np.int64) << (j - 1)
-                probs = self._table(c)[(previous[c] << self.k) | pattern]
+                probs = self._table(c)[(previous[c] << self.k) | _pattern(bits, c, self.k)]
                 bits[c] = np.asarray(decoder.decode(_BERNOULLI, probs.ravel().astype(np.float64) / ONE),
                                      dtype=np.uint8).reshape(coded[1:])
         except CodecError:

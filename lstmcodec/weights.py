@@ -9,11 +9,11 @@ bytes), which the .lstm header records so that a file made with other weights is
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 

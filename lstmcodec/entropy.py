@@ -263,13 +263,13 @@ class PlaneCoder:
         p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
         return np.clip(p, 1, ONE - 1)
 
-    def _mixed(self, c: int, bits: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    def _mixed(self, c: int, bits: np.ndarray, previous: np.ndarray, previous_f: np.ndarray) -> np.ndarray:
         """Method 3's probabilities of channel c's N bits, from the bits of the channels before it (bits: C x N,
-        rows below c filled) and the previous iteration's (previous: C x N int64)."""
+        rows below c filled) and the previous iteration's (previous: C x N int64; previous_f: the same as float64)."""
         bucket = _iteration_bucket(self.t)
         table_p = self.prior[bucket, c][(previous[c] << self.k) | _pattern(bits, c, self.k)].astype(np.int64)
         earlier = bits[max(0, c - 31):c][::-1].astype(np.float64)
-        return self.mixer.probabilities(bucket * bits.shape[0] + c, earlier, previous.astype(np.float64), table_p)
+        return self.mixer.probabilities(bucket * bits.shape[0] + c, earlier, previous_f, table_p)
 
     def _previous(self, active: np.ndarray | None) -> np.ndarray | None:
         """The previous plane at the coded positions (C x 1 x N when `active` is given), or None at t = 1."""
@@ -310,7 +310,8 @@ class PlaneCoder:
             best = learned if len(learned) < len(best) else best
         if self.mixer is not None:
             flat, previous = bits.reshape(bits.shape[0], -1), _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1)
-            probs = np.stack([self._mixed(c, flat, previous) for c in range(bits.shape[0])])
+            previous_f = previous.astype(np.float64)
+            probs = np.stack([self._mixed(c, flat, previous, previous_f) for c in range(bits.shape[0])])
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(flat.ravel().astype(np.int32), _BERNOULLI, probs.ravel().astype(np.float64) / ONE)
             mixed = bytes([MIXED]) + coder.get_compressed().astype("<u4").tobytes()
@@ -341,8 +342,9 @@ class PlaneCoder:
             decoder = constriction.stream.stack.AnsCoder(np.frombuffer(body, "<u4").astype(np.uint32))
             if payload[0] == MIXED:
                 flat, flat_previous = bits.reshape(coded[0], -1), previous.reshape(coded[0], -1)
+                previous_f = flat_previous.astype(np.float64)
                 for c in range(coded[0]):
-                    probs = self._mixed(c, flat, flat_previous)
+                    probs = self._mixed(c, flat, flat_previous, previous_f)
                     flat[c] = np.asarray(decoder.decode(_BERNOULLI, probs.astype(np.float64) / ONE), dtype=np.uint8)
                 return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
             for c in range(coded[0]):

@@ -204,6 +204,15 @@ class FitResult:
     metrics: dict
 
 
+def param_groups(model: nn.Module) -> list[dict]:
+    """The optimizer's parameter groups: one per learning-rate multiplier that a parameter asks for through an
+    `lr_scale` attribute (1 when it has none), in the order the parameters first appear."""
+    groups: dict[float, list] = {}
+    for p in model.parameters():
+        groups.setdefault(float(getattr(p, "lr_scale", 1.0)), []).append(p)
+    return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()]
+
+
 def fit(
     model: nn.Module,
     batch_fn: Callable[[int], Any],
@@ -228,15 +237,18 @@ def fit(
 
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
+    groups = param_groups(model)
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, elapsed = 0, 0.0
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        for g, built in zip(opt.param_groups, groups):  # the multipliers come from the model, not the checkpoint
+            g["lr_scale"] = built["lr_scale"]
         if ema is not None and ck.get("ema") is not None:
             ema.load_state_dict(ck["ema"])
         start, elapsed = ck["step"], ck.get("elapsed", 0.0)
@@ -271,7 +283,7 @@ def fit(
     while step < cfg.steps:
         lr = learning_rate(cfg, step)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["lr_scale"]
         batch = _to_device(batch_fn(step * dist.world_size + dist.rank), device)
         with autocast(device, cfg.amp, cpu=cfg.cpu_amp):
             loss, metrics = loss_fn(train_model, batch)

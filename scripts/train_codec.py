@@ -39,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--one-shot", action="store_true", help="one-shot reconstruction instead of additive")
     p.add_argument("--priming", type=int, default=0, help="hidden-state priming: extra encoder / decoder runs in the first "
                    "iteration (Johnston et al. 2018; stored in the model, so decoding repeats them)")
+    p.add_argument("--residual-gain", action="store_true", help="learn a gain per iteration that scales the residual "
+                   "the encoder sees and the decoder's output (lstmcodec/nets/recurrent.py); starts at 1")
     p.add_argument("--loss", choices=losses.LOSSES, default="l1", help="distortion averaged over the unrolled iterations "
                    "(lstmcodec/losses.py)")
     p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
     runtime.seed_everything(args.seed)  # before the model is built: its initial weights come from the seed
     config = CodecConfig(width=args.width, cell=args.cell, iterations=args.iterations, additive=not args.one_shot,
                          decoder_hidden_kernel=args.decoder_hidden_kernel, decoder_hidden=tuple(args.decoder_hidden or ()),
-                         encoder_hidden=tuple(args.encoder_hidden or ()), priming=args.priming)
+                         encoder_hidden=tuple(args.encoder_hidden or ()), priming=args.priming,
+                         residual_gain=args.residual_gain)
     model = RecurrentCodec(config)
     if args.init:
         try:
@@ -206,6 +209,8 @@ def validate(net, images: list[torch.Tensor], iterations: int) -> dict:
         if t in (1, 2, 4, 8, 16):
             rec = ((x_hat.clamp(-0.5, 0.5) + 0.5) * 255).round()
             report[f"msssim_i{t}"] = metrics.ms_ssim(rec.cpu(), ((x + 0.5) * 255).round().cpu())
+            if net.config.residual_gain:
+                report[f"gain_i{t}"] = float(net.gain(t - 1))
     return report
 
 

@@ -99,6 +99,19 @@ def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
     assert torch.equal(narrow.binarizer.conv.weight, full.binarizer.conv.weight)
 
 
+def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parrots):
+    assert _train(tmp_path / "run", 2, "--residual-gain").returncode == 0
+    r = _train(tmp_path / "run", 3, "--residual-gain", "--export", str(tmp_path / "g.pt"), "--name", "g")
+    assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    groups = ck["optimizer"]["param_groups"]
+    lr = {g["lr_scale"]: g["lr"] for g in groups}
+    assert sorted(lr) == [1.0, 10.0] and lr[10.0] == pytest.approx(10 * lr[1.0])
+    assert not torch.equal(ck["model"]["log_gain"], torch.zeros(2))
+    blob = lstmcodec.encode(parrots[:48, :80], iterations=3, model=str(tmp_path / "g.pt"))
+    assert lstmcodec.decode(blob, model=str(tmp_path / "g.pt")).size == (80, 48)
+
+
 def test_init_refuses_to_grow_a_cell_in_one_line(tmp_path):
     r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-lean", "--decoder-hidden-kernel", "1",
                "--decoder-hidden", "128", "128", "64", "32")

@@ -1,11 +1,13 @@
 """The codec's training objectives (lstmcodec/losses.py) and hidden-state priming, on a real photo crop."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from lstmcodec import losses
-from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec
+from lstmcodec import losses, runtime
+from lstmcodec.nets.recurrent import GAIN_LR_SCALE, CodecConfig, RecurrentCodec
 from lstmcodec.weights import export_codec, load_codec
 
 
@@ -86,3 +88,42 @@ def test_priming_is_part_of_the_fingerprint(tmp_path):
 def test_priming_out_of_range_is_refused():
     with pytest.raises(ValueError, match="priming"):
         CodecConfig(priming=-1)
+
+
+def _gained(log_gain: list[float]) -> RecurrentCodec:
+    torch.manual_seed(0)
+    model = RecurrentCodec(CodecConfig(width=0.125, iterations=len(log_gain), residual_gain=True)).eval()
+    with torch.no_grad():
+        model.log_gain.copy_(torch.tensor(log_gain))
+    return model
+
+
+def test_residual_gain_starts_as_the_plain_recurrence_and_scales_what_each_iteration_sees(crop):
+    plain, gained = _tiny(0), _gained([0.0, 0.0, 0.0])
+    gained.load_state_dict({**plain.state_dict(), "log_gain": gained.log_gain.detach()})
+    with torch.no_grad():
+        same = list(gained.iterate(crop, 3))
+        assert all(torch.equal(a, b) and torch.equal(x, y) for (a, x), (b, y) in zip(same, plain.iterate(crop, 3)))
+        gained.log_gain.copy_(torch.tensor([0.0, 1.0, 2.0]))
+        inputs = []
+        hook = gained.encoder.conv.register_forward_hook(lambda _m, inp, _o: inputs.append(inp[0]))
+        steps = list(gained.iterate(crop, 4))                       # iteration 4 reuses the last gain
+        hook.remove()
+        rebuilt = list(gained.reconstruct([b for b, _ in steps]))   # the decoder side alone divides by the same gains
+    assert all(torch.equal(x, y) for (_, x), y in zip(steps, rebuilt))
+    torch.testing.assert_close(inputs[1], (crop - steps[0][1]) * math.e)
+    torch.testing.assert_close(inputs[3], (crop - steps[2][1]) * math.e ** 2)
+    assert not torch.equal(steps[1][1], same[1][1])
+
+
+def test_residual_gain_is_its_own_parameter_group_with_a_higher_learning_rate():
+    model = _gained([0.0, 0.0])
+    groups = runtime.param_groups(model)
+    by_scale = {g["lr_scale"]: g["params"] for g in groups}
+    assert sorted(by_scale) == [1.0, GAIN_LR_SCALE] and by_scale[GAIN_LR_SCALE] == [model.log_gain]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_residual_gain_needs_additive_reconstruction():
+    with pytest.raises(ValueError, match="additive"):
+        CodecConfig(residual_gain=True, additive=False)

@@ -6,6 +6,10 @@ t = 1..T iterations on the residual of the previous one.
     x̂_t = D_t(b_t) + γ·x̂_{t-1}         γ = 0 at t = 1, then 1 (additive)
     r_t  = x − x̂_t,     r_0 = x
 
+With residual_gain, iteration t works on a residual scaled by a learned gain g_t (one number per
+iteration, the same for every image): b_t = B(E_t(g_t·r_{t-1})), x̂_t = D_t(b_t)/g_t + x̂_{t-1}, so
+that late iterations see residuals as large as early ones (after Covell et al. 2017's residual scaling).
+
 Images enter as float tensors in [-0.5, 0.5], N x 3 x H x W, H and W multiples of 16.
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch import nn
 from .cells import CELLS, State, depth_to_space
 
 BLOCK = 16  # pixels per side of the block that one code vector describes
+GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights
 Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate
 
 
@@ -37,6 +42,7 @@ class CodecConfig:
     encoder_hidden: tuple[int, ...] = ()  # hidden channels of the encoder's three cells; () = 256, 512, 512 times width
     priming: int = 0          # extra runs of E and D in the first iteration, on the same input, that build up their hidden
                               # state before any bit or pixel comes out (Johnston et al. 2018's hidden-state priming)
+    residual_gain: bool = False  # a learned gain per iteration on the residual (module docstring); additive only
 
     def __post_init__(self):
         if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(c <= 0 or c % 4 for c in self.decoder_hidden)):
@@ -45,6 +51,8 @@ class CodecConfig:
             raise ValueError(f"encoder_hidden must be three positive channel counts, not {self.encoder_hidden}")
         if not 0 <= self.priming <= 8:
             raise ValueError(f"priming must be 0..8 extra runs, not {self.priming}")
+        if self.residual_gain and not self.additive:
+            raise ValueError("residual_gain needs additive reconstruction")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +159,16 @@ class RecurrentCodec(nn.Module):
         self.encoder = Encoder(cfg)
         self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
         self.decoder = Decoder(cfg)
+        if cfg.residual_gain:  # log g_t for t = 1..iterations (later iterations reuse the last); 0 = no scaling
+            self.log_gain = nn.Parameter(torch.zeros(cfg.iterations))
+            self.log_gain.lr_scale = GAIN_LR_SCALE  # read by runtime.fit
+
+    def gain(self, t: int) -> torch.Tensor | float:
+        """g_t of iteration t (from 0): what the residual is multiplied by before the encoder and the decoder's
+        output divided by. 1.0 for models without residual_gain."""
+        if not self.config.residual_gain:
+            return 1.0
+        return self.log_gain[min(t, self.log_gain.numel() - 1)].float().exp()
 
     def step(self, net: nn.Module, inp: torch.Tensor, state: list[State] | None, t: int
              ) -> tuple[torch.Tensor, list[State]]:
@@ -171,8 +189,9 @@ class RecurrentCodec(nn.Module):
         r, x_hat = x, torch.zeros_like(x)
         enc_state = dec_state = None
         for t in range(iterations):
-            code, enc_state = self.step(self.encoder, r, enc_state, t)
-            b = self.binarizer(code)                                    # b_t = B(E_t(r_{t-1}))
+            g = self.gain(t)
+            code, enc_state = self.step(self.encoder, g * r, enc_state, t)
+            b = self.binarizer(code)                                    # b_t = B(E_t(g_t·r_{t-1}))
             mask = None if active is None else active(t, x_hat)
             if mask is not None:
                 b = b * mask
@@ -180,7 +199,7 @@ class RecurrentCodec(nn.Module):
                 yield b, None
                 return
             out, dec_state = self.step(self.decoder, b, dec_state, t)
-            new = x_hat + out if self.config.additive else out          # x̂_t = D_t(b_t) + γ·x̂_{t-1}
+            new = x_hat + out / g if self.config.additive else out      # x̂_t = D_t(b_t)/g_t + γ·x̂_{t-1}
             x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
             r = x - x_hat                                               # r_t = x − x̂_t
             yield b, x_hat
@@ -198,6 +217,6 @@ class RecurrentCodec(nn.Module):
         x_hat, dec_state = 0.0, None
         for t, (b, mask) in enumerate(zip(bits, masks if masks is not None else itertools.repeat(None))):
             out, dec_state = self.step(self.decoder, b, dec_state, t)
-            new = x_hat + out if self.config.additive else out
+            new = x_hat + out / self.gain(t) if self.config.additive else out
             x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
             yield x_hat

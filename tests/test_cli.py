@@ -37,15 +37,18 @@ def test_encode_decode_info_round_trip(tmp_path, parrots_path):
 
 
 def test_iterations_beyond_training_get_a_notice(tmp_path, parrots_path):
-    """The bundled weights were trained on 8 iterations; asking for more works but says what it buys."""
+    """lstm-w25-mix2 was trained on 8 iterations; asking for more works but says what it buys. The default
+    was trained on 16, so -i 16 gets no notice."""
     crop = tmp_path / "c.png"
     Image.open(parrots_path).crop((0, 0, 64, 48)).save(crop)
-    r = run_cli("encode", crop, "-i", "8", "-o", tmp_path / "a.lstm")
+    r = run_cli("encode", crop, "-i", "8", "--model", "lstm-w25-mix2", "-o", tmp_path / "a.lstm")
     assert r.returncode == 0 and b"trained on" not in r.stderr
-    r = run_cli("encode", crop, "-i", "10", "-o", tmp_path / "b.lstm")
+    r = run_cli("encode", crop, "-i", "10", "--model", "lstm-w25-mix2", "-o", tmp_path / "b.lstm")
     assert r.returncode == 0, r.stderr
     assert "was trained on 8 iterations; iterations 9-10 add bits" in r.stderr.decode()
     assert lstmcodec.info((tmp_path / "b.lstm").read_bytes()).iterations == 10
+    r = run_cli("encode", crop, "-i", "16", "-o", tmp_path / "c.lstm")
+    assert r.returncode == 0 and b"trained on" not in r.stderr, r.stderr
 
 
 def test_default_decode_name_never_overwrites_an_existing_file(tmp_path, parrots_path):

@@ -263,11 +263,12 @@ class PlaneCoder:
         p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
         return np.clip(p, 1, ONE - 1)
 
-    def _mixed(self, c: int, bits: np.ndarray, previous: np.ndarray, previous_f: np.ndarray) -> np.ndarray:
-        """Method 3's probabilities of channel c's N bits, from the bits of the channels before it (bits: C x N,
-        rows below c filled) and the previous iteration's (previous: C x N int64; previous_f: the same as float64)."""
+    def _mixed(self, c: int, context: np.ndarray, bits: np.ndarray, previous_f: np.ndarray) -> np.ndarray:
+        """Method 3's probabilities of channel c's N bits, from their table contexts (N, as _local_contexts gives
+        them), the bits of the channels before it (bits: C x N, rows below c filled) and the previous
+        iteration's (previous_f: C x N float64)."""
         bucket = _iteration_bucket(self.t)
-        table_p = self.prior[bucket, c][(previous[c] << self.k) | _pattern(bits, c, self.k)].astype(np.int64)
+        table_p = self.prior[bucket, c][context].astype(np.int64)
         earlier = bits[max(0, c - 31):c][::-1].astype(np.float64)
         return self.mixer.probabilities(bucket * bits.shape[0] + c, earlier, previous_f, table_p)
 
@@ -309,9 +310,9 @@ class PlaneCoder:
             learned = bytes([LEARNED]) + coder.get_compressed().astype("<u4").tobytes()
             best = learned if len(learned) < len(best) else best
         if self.mixer is not None:
-            flat, previous = bits.reshape(bits.shape[0], -1), _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1)
-            previous_f = previous.astype(np.float64)
-            probs = np.stack([self._mixed(c, flat, previous, previous_f) for c in range(bits.shape[0])])
+            flat, contexts = bits.reshape(bits.shape[0], -1), local.reshape(bits.shape[0], -1)
+            previous_f = _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1).astype(np.float64)
+            probs = np.stack([self._mixed(c, contexts[c], flat, previous_f) for c in range(bits.shape[0])])
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(flat.ravel().astype(np.int32), _BERNOULLI, probs.ravel().astype(np.float64) / ONE)
             mixed = bytes([MIXED]) + coder.get_compressed().astype("<u4").tobytes()
@@ -344,7 +345,8 @@ class PlaneCoder:
                 flat, flat_previous = bits.reshape(coded[0], -1), previous.reshape(coded[0], -1)
                 previous_f = flat_previous.astype(np.float64)
                 for c in range(coded[0]):
-                    probs = self._mixed(c, flat, flat_previous, previous_f)
+                    context = (flat_previous[c] << self.k) | _pattern(flat, c, self.k)
+                    probs = self._mixed(c, context, flat, previous_f)
                     flat[c] = np.asarray(decoder.decode(_BERNOULLI, probs.astype(np.float64) / ONE), dtype=np.uint8)
                 return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
             for c in range(coded[0]):

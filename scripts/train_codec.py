@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "the encoder sees and the decoder's output (lstmcodec/nets/recurrent.py); starts at 1")
     p.add_argument("--loss", choices=losses.LOSSES, default="l1", help="distortion averaged over the unrolled iterations "
                    "(lstmcodec/losses.py)")
+    p.add_argument("--log-distortion", action="store_true", help="average log(distortion) over the iterations instead "
+                   "of the distortion: late iterations weigh as much as early ones on a log (dB) scale")
     p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
     p.add_argument("--decoder-hidden-kernel", type=int, choices=[1, 3], default=3,
                    help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
     def loss_with_t(net, batch):
         x, t = batch
         stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
-        return losses.over_iterations(distortion, x, net(x, int(t), stops))
+        return losses.over_iterations(distortion, x, net(x, int(t), stops), log=args.log_distortion)
 
     def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)

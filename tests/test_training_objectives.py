@@ -37,6 +37,26 @@ def test_every_loss_has_finite_gradients_on_training_crops(crop, size):
         assert set(logged) == {"l1_first", "l1_last", "unroll"} and logged["unroll"] == 2.0
 
 
+def test_log_distortion_weighs_each_iteration_by_its_inverse_distortion(crop):
+    """With log=True an early reconstruction with a large error and a late one with a small error get gradients
+    of the same size relative to their errors: the late one's is no longer drowned out."""
+    g = torch.Generator().manual_seed(2)
+    early = (crop + 0.10 * torch.randn(crop.shape, generator=g)).requires_grad_(True)
+    late = (crop + 0.01 * torch.randn(crop.shape, generator=g)).requires_grad_(True)
+    plain, _ = losses.over_iterations(losses.l1, crop, [early, late])
+    logged, _ = losses.over_iterations(losses.l1, crop, [early, late], log=True)
+    d_early, d_late = float(losses.l1(crop, early)), float(losses.l1(crop, late))
+    assert float(logged) == pytest.approx((math.log(d_early) + math.log(d_late)) / 2, rel=1e-5)
+    assert float(plain) == pytest.approx((d_early + d_late) / 2, rel=1e-5)
+    plain_grads = torch.autograd.grad(plain, [early, late])
+    log_grads = torch.autograd.grad(logged, [early, late])
+    # L1's gradient has the same size for any error, so the plain mean weighs the two alike ...
+    assert float(plain_grads[1].abs().sum()) == pytest.approx(float(plain_grads[0].abs().sum()), rel=1e-5)
+    # ... and the log weighs the late one about d_early / d_late (~10) times more
+    ratio = float(log_grads[1].abs().sum()) / float(log_grads[0].abs().sum())
+    assert ratio == pytest.approx(d_early / d_late, rel=1e-4) and ratio > 5
+
+
 def test_ssim_weights_go_where_the_structure_is_lost(crop):
     """Left half: detail flattened to its mean (structure lost); right half: a small constant offset of about the
     same L1 error (structure kept). The SSIM weights, mean 1, favour the left half."""

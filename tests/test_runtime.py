@@ -1,6 +1,7 @@
 """The shared training runtime: exact resume, export, and a tiny two-process DDP run on the CPU."""
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -100,9 +101,14 @@ def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
 
 
 def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parrots):
-    assert _train(tmp_path / "run", 2, "--residual-gain").returncode == 0
-    r = _train(tmp_path / "run", 3, "--residual-gain", "--export", str(tmp_path / "g.pt"), "--name", "g")
+    """The recipe of the default codec: residual gains with --log-distortion (whose logged loss, a mean of
+    logs of distortions below 1, is negative where the plain mean is positive)."""
+    assert _train(tmp_path / "run", 2, "--residual-gain", "--log-distortion").returncode == 0
+    r = _train(tmp_path / "run", 3, "--residual-gain", "--log-distortion", "--export", str(tmp_path / "g.pt"),
+               "--name", "g")
     assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr
+    logged = [float(row["loss"]) for row in csv.DictReader(open(tmp_path / "run" / "log.csv")) if row["loss"]]
+    assert len(logged) == 3 and all(v < 0 for v in logged), logged
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     groups = ck["optimizer"]["param_groups"]
     lr = {g["lr_scale"]: g["lr"] for g in groups}

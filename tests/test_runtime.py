@@ -107,7 +107,8 @@ def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parr
     r = _train(tmp_path / "run", 3, "--residual-gain", "--log-distortion", "--export", str(tmp_path / "g.pt"),
                "--name", "g")
     assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr
-    logged = [float(row["loss"]) for row in csv.DictReader(open(tmp_path / "run" / "log.csv")) if row["loss"]]
+    rows = csv.DictReader((tmp_path / "run" / "log.csv").read_text().splitlines())
+    logged = [float(row["loss"]) for row in rows if row["loss"]]
     assert len(logged) == 3 and all(v < 0 for v in logged), logged
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     groups = ck["optimizer"]["param_groups"]

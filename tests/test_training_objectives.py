@@ -38,8 +38,8 @@ def test_every_loss_has_finite_gradients_on_training_crops(crop, size):
 
 
 def test_log_distortion_weighs_each_iteration_by_its_inverse_distortion(crop):
-    """With log=True an early reconstruction with a large error and a late one with a small error get gradients
-    of the same size relative to their errors: the late one's is no longer drowned out."""
+    """With log=True each iteration's gradient is fn's divided by its distortion d_t: L1's gradient has the same
+    size at any error, so under the log a late reconstruction with a 10x smaller error gets a 10x larger one."""
     g = torch.Generator().manual_seed(2)
     early = (crop + 0.10 * torch.randn(crop.shape, generator=g)).requires_grad_(True)
     late = (crop + 0.01 * torch.randn(crop.shape, generator=g)).requires_grad_(True)

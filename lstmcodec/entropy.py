@@ -160,6 +160,12 @@ def _local_contexts(bits: np.ndarray, prev: np.ndarray | None, k: int) -> np.nda
     return (_previous_bits(prev, bits.shape) << k) | _patterns(bits, k)
 
 
+def _channel_context(previous: np.ndarray, bits: np.ndarray, c: int, k: int) -> np.ndarray:
+    """Channel c's part of _local_contexts, from the previous iteration's bits (as _previous_bits gives them)
+    and the channels before c (the decoder fills the channels one by one)."""
+    return (previous[c] << k) | _pattern(bits, c, k)
+
+
 # ----------------------------------------------------------------------------- the mixer (method 3)
 
 LOGIT_ONE = 256          # the mixer's logits are integers in units of 1/256
@@ -345,14 +351,13 @@ class PlaneCoder:
                 flat, flat_previous = bits.reshape(coded[0], -1), previous.reshape(coded[0], -1)
                 previous_f = flat_previous.astype(np.float64)
                 for c in range(coded[0]):
-                    context = (flat_previous[c] << self.k) | _pattern(flat, c, self.k)
-                    probs = self._mixed(c, context, flat, previous_f)
+                    probs = self._mixed(c, _channel_context(flat_previous, flat, c, self.k), flat, previous_f)
                     flat[c] = np.asarray(decoder.decode(_BERNOULLI, probs.astype(np.float64) / ONE), dtype=np.uint8)
-                return self._update(bits, _local_contexts(bits, prev, self.k), active, shape)
-            for c in range(coded[0]):
-                probs = self._table(c)[(previous[c] << self.k) | _pattern(bits, c, self.k)]
-                bits[c] = np.asarray(decoder.decode(_BERNOULLI, probs.ravel().astype(np.float64) / ONE),
-                                     dtype=np.uint8).reshape(coded[1:])
+            else:
+                for c in range(coded[0]):
+                    probs = self._table(c)[_channel_context(previous, bits, c, self.k)]
+                    bits[c] = np.asarray(decoder.decode(_BERNOULLI, probs.ravel().astype(np.float64) / ONE),
+                                         dtype=np.uint8).reshape(coded[1:])
         except CodecError:
             raise
         except Exception as e:  # constriction reports damaged streams with its own exception types

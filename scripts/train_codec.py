@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(lstmcodec/losses.py)")
     p.add_argument("--log-distortion", action="store_true", help="average log(distortion) over the iterations instead "
                    "of the distortion: late iterations weigh as much as early ones on a log (dB) scale")
+    p.add_argument("--sign-bits", action="store_true", help="binarize with inference's sign in training too (straight-"
+                   "through gradient) instead of the paper's stochastic bits: no train / test mismatch in what the decoder sees")
     p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
     p.add_argument("--decoder-hidden-kernel", type=int, choices=[1, 3], default=3,
                    help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
@@ -98,6 +100,7 @@ def main(argv=None) -> int:
             init_from(model, args.init)
         except (ValueError, FileNotFoundError) as e:  # unknown weights, or cells wider than the source's
             sys.exit(f"error: --init {args.init}: {e}")
+    model.binarizer.stochastic = not args.sign_bits
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
 
     def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch

@@ -102,9 +102,9 @@ def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
 
 def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parrots):
     """The recipe of the default codec: residual gains with --log-distortion (whose logged loss, a mean of
-    logs of distortions below 1, is negative where the plain mean is positive)."""
-    assert _train(tmp_path / "run", 2, "--residual-gain", "--log-distortion").returncode == 0
-    r = _train(tmp_path / "run", 3, "--residual-gain", "--log-distortion", "--export", str(tmp_path / "g.pt"),
+    logs of distortions below 1, is negative where the plain mean is positive), here with --sign-bits."""
+    assert _train(tmp_path / "run", 2, "--residual-gain", "--log-distortion", "--sign-bits").returncode == 0
+    r = _train(tmp_path / "run", 3, "--residual-gain", "--log-distortion", "--sign-bits", "--export", str(tmp_path / "g.pt"),
                "--name", "g")
     assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr
     rows = csv.DictReader((tmp_path / "run" / "log.csv").read_text().splitlines())

@@ -147,3 +147,22 @@ def test_residual_gain_is_its_own_parameter_group_with_a_higher_learning_rate():
 def test_residual_gain_needs_additive_reconstruction():
     with pytest.raises(ValueError, match="additive"):
         CodecConfig(residual_gain=True, additive=False)
+
+
+def test_sign_bits_train_on_what_inference_sends_with_a_straight_through_gradient(crop):
+    """--sign-bits: in training the binarizer sends inference's sign (the paper's stochastic bits differ from it
+    wherever tanh is not saturated), and its gradient is still tanh's."""
+    model = _tiny(0)
+    code, _ = model.encoder(crop, None)
+    with torch.no_grad():
+        y = torch.tanh(model.binarizer.conv(code))
+        sent = model.eval().binarizer(code)
+    model.train()
+    torch.manual_seed(0)
+    noisy = model.binarizer(code)
+    assert (noisy != sent).float().mean() > 0.05            # stochastic bits: many differ from the sign
+    model.binarizer.stochastic = False
+    b = model.binarizer(code.detach().requires_grad_())
+    assert torch.equal(b.detach(), sent)
+    (grad,) = torch.autograd.grad(b.sum(), model.binarizer.conv.bias)
+    torch.testing.assert_close(grad, (1 - y ** 2).sum(dim=(0, 2, 3)))

@@ -107,21 +107,23 @@ class Encoder(nn.Module):
 class Binarizer(nn.Module):
     """1x1 convolution to `bits` channels, tanh, then a binarization to exactly ±1.
 
-    Training: stochastic (+1 with probability (1+x)/2) with a straight-through gradient.
+    Training: stochastic (+1 with probability (1+x)/2) with a straight-through gradient, or, with
+    `stochastic` set to False, inference's sign with the same straight-through gradient.
     Inference: deterministic sign with sign(0) = +1.
     """
 
     def __init__(self, in_ch: int, bits: int):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, bits, 1)
+        self.stochastic = True  # a training choice, not part of the model: inference is always the sign
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.tanh(self.conv(x))
-        if self.training:
-            prob_one = (1 + y) / 2
-            b = torch.where(torch.rand_like(y) < prob_one, 1.0, -1.0)
-            return y + (b - y).detach()
-        return torch.where(y >= 0, 1.0, -1.0)
+        if self.training and self.stochastic:
+            b = torch.where(torch.rand_like(y) < (1 + y) / 2, 1.0, -1.0)
+        else:
+            b = torch.where(y >= 0, 1.0, -1.0)
+        return y + (b - y).detach() if self.training else b
 
 
 class Decoder(nn.Module):

@@ -169,14 +169,16 @@ def summarize(per_image: dict, args) -> dict:
 
 def table(report: dict) -> str:
     lines = [f"{report['images']} images, model {report['model']}, tiles of {report['tile']} px, "
-             f"at most {report['max_iterations']} iterations",
-             "threshold gain    bpp     MS-SSIM  PSNR   mean it.  uniform bpp at same MS-SSIM  saving  per-image saving median [min, max]"]
-    for r in report["adaptive_mean"]:
-        lines.append(f"{r['threshold']:<9} {r['gain']:<6}  {r['bpp']:.4f}  {r['ms-ssim']:.4f}   {r['psnr']:.2f}  {r['mean_iterations']:5.2f}     "
-                     f"{r['uniform_bpp_same_ms_ssim']:.4f}                       {100 * r['saving']:+.1f}%   "
-                     f"{100 * r['per_image_saving_median']:+.1f}% [{100 * r['per_image_saving_min']:+.1f}, "
-                     f"{100 * r['per_image_saving_max']:+.1f}] ({r['images_in_range']} images)")
-    lines.append(f"BD-rate of adaptive against uniform (MS-SSIM dB): {report['bd_rate_ms_ssim_db']:+.1f}%")
+             f"at most {report['max_iterations']} iterations"]
+    if report["adaptive_mean"]:  # the threshold x gain sweep (empty with --gains and no values)
+        lines.append("threshold gain    bpp     MS-SSIM  PSNR   mean it.  uniform bpp at same MS-SSIM  saving  "
+                     "per-image saving median [min, max]")
+        for r in report["adaptive_mean"]:
+            lines.append(f"{r['threshold']:<9} {r['gain']:<6}  {r['bpp']:.4f}  {r['ms-ssim']:.4f}   {r['psnr']:.2f}  {r['mean_iterations']:5.2f}     "
+                         f"{r['uniform_bpp_same_ms_ssim']:.4f}                       {100 * r['saving']:+.1f}%   "
+                         f"{100 * r['per_image_saving_median']:+.1f}% [{100 * r['per_image_saving_min']:+.1f}, "
+                         f"{100 * r['per_image_saving_max']:+.1f}] ({r['images_in_range']} images)")
+        lines.append(f"BD-rate of adaptive against uniform (MS-SSIM dB): {report['bd_rate_ms_ssim_db']:+.1f}%")
     for t in report["targets"]:
         lines.append(f"--quality {t['target']} --adaptive: {t['bpp']:.4f} bpp, MS-SSIM {t['ms-ssim']:.4f} "
                      f"({t['images_reaching']} images reach it), mean {t['mean_iterations']:.2f} iterations per tile; "

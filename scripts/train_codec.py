@@ -55,8 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder-hidden", type=int, nargs=3, metavar="C",
                    help="hidden channels of the encoder's three cells (default: 256 512 512 times --width)")
     p.add_argument("--init", metavar="WEIGHTS", help="start from a codec weights file (name or path); 3x3 hidden "
-                   "kernels become their centre taps where the model has 1x1 ones, and cells with fewer "
-                   "--encoder-hidden / --decoder-hidden channels keep the channels their next layer reads most")
+                   "kernels become their centre taps where the model has 1x1 ones; cells with fewer "
+                   "--encoder-hidden / --decoder-hidden channels keep the channels their next layer reads most, cells "
+                   "with more get new channels that nothing reads yet (the same function until training uses them)")
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
                         "spatially adaptive mode (the decoder learns zero bits next to live ones)")
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     if args.init:
         try:
             init_from(model, args.init)
-        except (ValueError, FileNotFoundError) as e:  # unknown weights, or cells wider than the source's
+        except (ValueError, FileNotFoundError) as e:  # unknown weights, or a model of another shape
             sys.exit(f"error: --init {args.init}: {e}")
     model.binarizer.stochastic = not args.sign_bits
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
@@ -146,15 +147,20 @@ def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
 
 def init_from(model: RecurrentCodec, weights: str) -> None:
     """Copy a codec's weights into `model`; a k x k kernel where `model` has a 1 x 1 one gives its centre tap,
-    and cells that are narrower in `model` are cut down by shrink_cells."""
+    and cells that are narrower or wider in `model` are resized by resize_cells."""
     target = model.state_dict()
     widths = [target[cell + "conv_h.weight"].shape[1] for cell, _, _ in CELL_READERS]
-    source = shrink_cells(load_codec(weights).model.state_dict(), widths)
+    source = load_codec(weights).model.state_dict()
     for key, value in source.items():
-        want = target[key].shape
-        if value.shape != want and value.dim() == 4 and want[2:] == (1, 1):
+        if value.dim() == 4 and value.shape[2:] != target[key].shape[2:] == (1, 1):
             k = value.shape[2] // 2
-            value = value[:, :, k:k + 1, k:k + 1]
+            source[key] = value[:, :, k:k + 1, k:k + 1]
+    for key, value in resize_cells(source, widths, target).items():
+        if key not in target:
+            raise ValueError(f"its {key} has no place in this model" + (" (add --residual-gain)" if key == "log_gain" else ""))
+        if value.shape != target[key].shape:
+            raise ValueError(f"its {key} has shape {tuple(value.shape)}, this model's {tuple(target[key].shape)} "
+                             "(a different --iterations, --width or --cell?)")
         target[key] = value.float()
     model.load_state_dict(target)
     runtime.log(f"initialised from {weights}")
@@ -173,21 +179,36 @@ CELL_READERS = [
 ]
 
 
-def shrink_cells(sd: dict, widths: list[int]) -> dict:
-    """Cut the recurrent cells of a codec state dict down to `widths` hidden channels (CELL_READERS order).
-    A cell keeps the groups of hidden channels that its reader reads most strongly (largest sum of squared
-    weights), with their gate rows and recurrent weights, and the reader keeps the matching input channels."""
+def resize_cells(sd: dict, widths: list[int], fresh: dict) -> dict:
+    """Resize the recurrent cells of a codec state dict to `widths` hidden channels (CELL_READERS order).
+
+    Narrower: a cell keeps the groups of hidden channels that its reader reads most strongly (largest sum
+    of squared weights), with their gate rows and recurrent weights, and the reader keeps the matching
+    input channels. Wider: the new hidden channels are appended with the gate rows of `fresh` (a newly
+    initialised state dict of the target shape); the old channels' recurrent weights and the reader get
+    zero columns for them, so the resized network computes exactly what the original did until training
+    gives the new channels a use."""
     sd = dict(sd)
     for (cell, reader, group), new in zip(CELL_READERS, widths):
         old = sd[cell + "conv_h.weight"].shape[1]
         if new == old:
             continue
-        if new > old:
-            raise ValueError(f"{cell[:-1]} has {old} hidden channels, cannot grow it to {new}")
+        gates = sd[cell + "conv_x.weight"].shape[0] // old
+        if new > old:  # (new - old) is a multiple of group: CodecConfig keeps decoder cells multiples of 4
+            def grown(key: str, src: torch.Tensor) -> torch.Tensor:
+                return torch.cat([torch.cat([src[g * old:(g + 1) * old], fresh[key][g * new + old:(g + 1) * new].to(src.dtype)])
+                                  for g in range(gates)])
+            w_h = sd[cell + "conv_h.weight"]
+            sd[cell + "conv_h.weight"] = grown(cell + "conv_h.weight", torch.cat([w_h, w_h.new_zeros(
+                w_h.shape[0], new - old, *w_h.shape[2:])], 1))
+            sd[cell + "conv_x.weight"] = grown(cell + "conv_x.weight", sd[cell + "conv_x.weight"])
+            sd[cell + "conv_x.bias"] = grown(cell + "conv_x.bias", sd[cell + "conv_x.bias"])
+            r = sd[reader]
+            sd[reader] = torch.cat([r, r.new_zeros(r.shape[0], (new - old) // group, *r.shape[2:])], 1)
+            continue
         strength = sd[reader].float().pow(2).sum(dim=(0, 2, 3))  # one value per input channel of the reader
         inputs = strength.topk(new // group).indices.sort().values
         keep = (inputs[:, None] * group + torch.arange(group)).flatten()
-        gates = sd[cell + "conv_x.weight"].shape[0] // old
         rows = torch.cat([g * old + keep for g in range(gates)])
         sd[cell + "conv_x.weight"] = sd[cell + "conv_x.weight"][rows]
         sd[cell + "conv_x.bias"] = sd[cell + "conv_x.bias"][rows]

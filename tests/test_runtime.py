@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 import lstmcodec
@@ -119,12 +121,16 @@ def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parr
     assert lstmcodec.decode(blob, model=str(tmp_path / "g.pt")).size == (80, 48)
 
 
-def test_init_refuses_to_grow_a_cell_in_one_line(tmp_path):
-    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-lean", "--decoder-hidden-kernel", "1",
-               "--decoder-hidden", "128", "128", "64", "32")
+def test_init_refuses_weights_of_another_shape_in_one_line(tmp_path):
+    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-sign2", "--decoder-hidden-kernel", "1",
+               "--decoder-hidden", "128", "128", "48", "24", "--encoder-hidden", "48", "96", "128")
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1] == ("error: --init lstm-w25-lean: decoder.rnns.2 has 48 hidden channels, "
-                                                 "cannot grow it to 64")
+    assert r.stderr.strip().splitlines()[-1] == ("error: --init lstm-w25-sign2: its log_gain has no place in this model "
+                                                 "(add --residual-gain)")
+    r = _train(tmp_path / "run2", 1, "--width", "0.25", "--init", "lstm-w25-sign2", "--residual-gain", "--decoder-hidden-kernel",
+               "1", "--decoder-hidden", "128", "128", "48", "24", "--encoder-hidden", "48", "96", "128")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == (
+        "error: --init lstm-w25-sign2: its log_gain has shape (16,), this model's (2,) (a different --iterations, --width or --cell?)")
 
 
 @pytest.mark.parametrize("loss", ["ssim-l1", "mix"])
@@ -208,3 +214,26 @@ def test_bf16_autocast_runs_the_bundled_codec_in_channels_last():
         with runtime.autocast(torch.device("cpu"), True, cpu=True):
             approx = net(x, 2)[-1]
     assert 0 < (approx.float() - exact).abs().mean() < 0.02  # bf16 arithmetic did run, and stays close
+
+
+def test_init_grows_cells_without_changing_what_the_codec_computes(tmp_path):
+    """--init with wider --decoder-hidden / --encoder-hidden: the new hidden channels are appended, and nothing
+    reads them yet (zero columns in the next layer and in the old channels' recurrent weights), so the wider
+    network reconstructs a photo exactly as the bundled one does before training gives them a use."""
+    out = tmp_path / "wide.pt"
+    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-sign2", "--residual-gain",
+               "--decoder-hidden-kernel", "1", "--decoder-hidden", "128", "128", "96", "48",
+               "--encoder-hidden", "48", "96", "160", "--iterations", "16", "--lr", "0", "--export", str(out), "--name", "wide")
+    assert r.returncode == 0, r.stderr
+    wide, base = load_codec(str(out)).model.float(), load_codec("lstm-w25-sign2").model.float()
+    assert wide.config.decoder_hidden == (128, 128, 96, 48) and base.config.decoder_hidden == (128, 128, 48, 24)
+    d3 = wide.decoder.rnns[3]
+    assert d3.conv_h.weight.shape == (4 * 48, 48, 1, 1) and wide.decoder.conv_out.weight.shape == (3, 12, 1, 1)
+    assert not wide.decoder.conv_out.weight[:, 6:].any() and not d3.conv_h.weight[:24, 24:].any()
+    assert d3.conv_h.weight[:24, :24].equal(base.decoder.rnns[3].conv_h.weight[:24])
+    assert wide.encoder.rnns[2].conv_x.weight.shape == (4 * 160, 96, 3, 3) and not wide.binarizer.conv.weight[:, 128:].any()
+    x = torch.from_numpy(np.asarray(Image.open(ROOT / "tests" / "data" / "parrots.png").convert("RGB"))[:64, :64].copy())
+    x = x.permute(2, 0, 1)[None].float() / 255 - 0.5
+    with torch.no_grad():
+        for (bw, xw), (bb, xb) in zip(wide.iterate(x, 6), base.iterate(x, 6)):
+            assert torch.equal(bw, bb) and torch.allclose(xw, xb, atol=1e-4)

@@ -24,7 +24,7 @@ from . import entropy
 from .nets.recurrent import CodecConfig, RecurrentCodec
 
 FORMAT = "lstmcodec-weights/1"
-DEFAULT_CODEC = "lstm-w25-sign2"
+DEFAULT_CODEC = "lstm-w25-sign3"
 DEFAULT_DENOISER = "photo"
 
 

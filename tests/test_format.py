@@ -112,13 +112,14 @@ def test_learned_chunks_need_the_table_and_intact_words():
 
 
 def test_default_model_codes_with_its_learned_tables(parrots_lstm):
-    """Measured on parrots at -i 8 with lstm-w25-sign2: 0.611 bpp against the raw 1.0, the iteration chunks 59 %
-    of the raw bits, all with the mixer (method 3). (lstm-w25-sign: 0.595 bpp and 58 %; lstm-w25-logd: 0.593 and 59 %;
-    lstm-w25-gain: 0.582 and 56 %; lstm-w25-mix2: 0.550 and 53 %.)"""
+    """Measured on parrots at -i 8 with lstm-w25-sign3: 0.619 bpp against the raw 1.0, the iteration chunks 60.0 %
+    of the raw bits, all with the mixer (method 3). (lstm-w25-sign2: 0.611 bpp and 59.2 %; lstm-w25-sign: 0.595 and
+    58 %; lstm-w25-logd: 0.593 and 59 %; lstm-w25-gain: 0.582 and 56 %; lstm-w25-mix2: 0.550 and 53 %. The better
+    networks' bits are less predictable; without the learned tables, method 1, the chunks are over 90 %.)"""
     f = container.read(parrots_lstm)
     assert [p[0] for p in f.iterations] == [entropy.MIXED] * 8
     raw = 8 * 32 * (192 // 16) * (256 // 16) // 8
-    assert sum(map(len, f.iterations)) < 0.6 * raw
+    assert sum(map(len, f.iterations)) < 0.62 * raw
 
 
 def _lagged_planes(rng, lag=20, t=4, shape=(32, 12, 16)):

@@ -195,16 +195,11 @@ def resize_cells(sd: dict, widths: list[int], fresh: dict) -> dict:
             continue
         gates = sd[cell + "conv_x.weight"].shape[0] // old
         if new > old:  # (new - old) is a multiple of group: CodecConfig keeps decoder cells multiples of 4
-            def grown(key: str, src: torch.Tensor) -> torch.Tensor:
-                return torch.cat([torch.cat([src[g * old:(g + 1) * old], fresh[key][g * new + old:(g + 1) * new].to(src.dtype)])
-                                  for g in range(gates)])
-            w_h = sd[cell + "conv_h.weight"]
-            sd[cell + "conv_h.weight"] = grown(cell + "conv_h.weight", torch.cat([w_h, w_h.new_zeros(
-                w_h.shape[0], new - old, *w_h.shape[2:])], 1))
-            sd[cell + "conv_x.weight"] = grown(cell + "conv_x.weight", sd[cell + "conv_x.weight"])
-            sd[cell + "conv_x.bias"] = grown(cell + "conv_x.bias", sd[cell + "conv_x.bias"])
-            r = sd[reader]
-            sd[reader] = torch.cat([r, r.new_zeros(r.shape[0], (new - old) // group, *r.shape[2:])], 1)
+            sd[cell + "conv_h.weight"] = _zero_columns(sd[cell + "conv_h.weight"], new - old)
+            for key in ("conv_h.weight", "conv_x.weight", "conv_x.bias"):
+                old_rows, new_rows = sd[cell + key].chunk(gates), fresh[cell + key].to(sd[cell + key].dtype).chunk(gates)
+                sd[cell + key] = torch.cat([torch.cat([o, n[old:]]) for o, n in zip(old_rows, new_rows)])
+            sd[reader] = _zero_columns(sd[reader], (new - old) // group)
             continue
         strength = sd[reader].float().pow(2).sum(dim=(0, 2, 3))  # one value per input channel of the reader
         inputs = strength.topk(new // group).indices.sort().values
@@ -215,6 +210,11 @@ def resize_cells(sd: dict, widths: list[int], fresh: dict) -> dict:
         sd[cell + "conv_h.weight"] = sd[cell + "conv_h.weight"][rows][:, keep]
         sd[reader] = sd[reader][:, inputs]
     return sd
+
+
+def _zero_columns(w: torch.Tensor, n: int) -> torch.Tensor:
+    """A convolution weight with n more input channels, all of whose weights are zero."""
+    return torch.cat([w, w.new_zeros(w.shape[0], n, *w.shape[2:])], 1)
 
 
 def random_stops(x: torch.Tensor, iterations: int, fraction: float, tile: int = 2) -> torch.Tensor:

@@ -142,6 +142,39 @@ def learn_prior(planes: list[np.ndarray], k: int = K) -> np.ndarray:
     return p.astype(np.int16).reshape(BUCKETS, channels, 2, 1 << k)
 
 
+# A table may be stored in one byte per entry (half the bytes of int16, so a weights file holds one more
+# channel of context for the same size): each byte indexes LEVELS probabilities at evenly spaced logits.
+# Rounding a probability's logit to the nearest level (steps of 0.065) costs under 0.0002 bits per bit.
+PRIOR_LEVELS = 256
+
+
+def prior_levels() -> np.ndarray:
+    """The probabilities (int16, 1..ONE-1, non-decreasing) that the byte values 0..255 of a one-byte table stand for.
+    Computed in float64 when a table is packed; the weights file stores them, so decoding never recomputes them."""
+    top = np.log(ONE - 1)
+    logit = np.linspace(-top, top, PRIOR_LEVELS)
+    return np.clip(np.round(ONE / (1 + np.exp(-logit))), 1, ONE - 1).astype(np.int16)
+
+
+def pack_prior(prior: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The one-byte form of a learned table: for every entry, the first level with the nearest logit.
+    unpack_prior(pack_prior(p, l), l) is the table the coder uses; packing that again gives the same bytes."""
+    def logit(q):
+        q = q.astype(np.float64)
+        return np.log(q / (ONE - q))
+    grid, target = logit(levels), logit(prior)
+    hi = np.clip(np.searchsorted(grid, target), 1, len(grid) - 1)
+    nearest = np.where(target - grid[hi - 1] <= grid[hi] - target, hi - 1, hi)
+    return np.searchsorted(levels, levels[nearest], side="left").astype(np.uint8)
+
+
+def unpack_prior(codes: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The int16 table of a one-byte table `codes` (uint8) and its `levels`; raises ValueError on bad levels."""
+    if levels.shape != (PRIOR_LEVELS,) or levels.dtype != np.int16 or codes.dtype != np.uint8:
+        raise ValueError("a one-byte table needs uint8 entries and 256 int16 levels")
+    return levels[codes]
+
+
 def check_prior(prior: np.ndarray, channels: int) -> None:
     """Raises ValueError unless `prior` is a valid learned table for `channels` bit channels."""
     k = table_k(prior) if prior.ndim == 4 else 0

@@ -2,7 +2,9 @@
 
 A weights file is a plain dict saved with torch.save and loaded with weights_only=True:
     {"format": "lstmcodec-weights/1", "name": str, "config": dict, "state_dict": {str: tensor}, "meta": dict}
-and, for denoisers and classifiers, "task" ("denoise" | "classify") and "arch" (see nets/). The registry
+and, for codecs with learned entropy coding, "entropy_prior" (the context table: int16, or uint8 indexing the
+256 int16 "entropy_prior_levels") and "entropy_mixer" (a dict of int16 tensors); for denoisers and
+classifiers, "task" ("denoise" | "classify") and "arch" (see nets/). The registry
 weights/index.json has one section per task: {"codec": {name: entry}, "denoise": {...}, "classify": {...}}.
 Its identity is `fingerprint`: the first 8 bytes of a SHA-256 over the tensors (names, shapes, dtypes,
 bytes), which the .lstm header records so that a file made with other weights is refused.
@@ -76,13 +78,19 @@ class LoadedCodec:
 
 
 def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta: dict | None = None,
-                 entropy_prior: np.ndarray | None = None, entropy_mixer: entropy.Mixer | None = None) -> bytes:
-    """Write a weights file (fp16 tensors, and the learned entropy table and mixer if given) atomically; returns its fingerprint."""
+                 entropy_prior: np.ndarray | None = None, entropy_mixer: entropy.Mixer | None = None,
+                 table_bytes: int = 2) -> bytes:
+    """Write a weights file (fp16 tensors, and the learned entropy table and mixer if given) atomically; returns its fingerprint.
+    table_bytes: 2 stores the table as int16; 1 stores a byte per entry and its 256 levels (entropy.pack_prior)."""
     from .runtime import atomic_save
 
     sd = {k: _plain(v).half() if v.is_floating_point() else _plain(v) for k, v in model.state_dict().items()}
     blob = {"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd, "meta": meta or {}}
-    if entropy_prior is not None:
+    if entropy_prior is not None and table_bytes == 1:
+        levels = entropy.prior_levels()
+        blob["entropy_prior"] = torch.from_numpy(entropy.pack_prior(np.asarray(entropy_prior), levels))
+        blob["entropy_prior_levels"] = torch.from_numpy(levels)
+    elif entropy_prior is not None:
         blob["entropy_prior"] = torch.from_numpy(np.ascontiguousarray(entropy_prior, dtype=np.int16))
     if entropy_mixer is not None:
         blob["entropy_mixer"] = {k: torch.from_numpy(v) for k, v in entropy_mixer.arrays().items()}
@@ -94,8 +102,9 @@ def _codec_fingerprint(blob: dict) -> bytes:
     """The tensors, the entropy table and mixer and hidden-state priming all decide what a file's bits mean, so all
     are in the fingerprint (each only when present, which keeps the fingerprints of older weights as they were)."""
     extra = {}
-    if blob.get("entropy_prior") is not None:
-        extra["entropy_prior"] = blob["entropy_prior"]
+    for key in ("entropy_prior", "entropy_prior_levels"):
+        if blob.get(key) is not None:
+            extra[key] = blob[key]
     mixer = blob.get("entropy_mixer")
     if isinstance(mixer, dict):
         extra.update({f"entropy_mixer.{k}": v for k, v in mixer.items()})
@@ -153,6 +162,11 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "
         try:
             if prior is None:
                 raise ValueError("not a tensor")
+            levels = blob.get("entropy_prior_levels")
+            if prior.dtype == np.uint8:  # the one-byte form: entries index the stored levels
+                if not isinstance(levels, torch.Tensor):
+                    raise ValueError("one-byte entries without their levels")
+                prior = entropy.unpack_prior(prior, levels.numpy())
             entropy.check_prior(prior, model.config.bits)
         except ValueError as e:
             raise ValueError(f"{path}: bad entropy table ({e})") from None

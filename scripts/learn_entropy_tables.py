@@ -113,13 +113,24 @@ def fit_mixer(images: list[np.ndarray], prior: np.ndarray, hidden: int, steps: i
                                      images[0].shape[1])
 
 
+def stored(prior: np.ndarray, table_bytes: int) -> np.ndarray:
+    """The table as the weights file will give it back to the coder (rounded to the one-byte levels if table_bytes is 1)."""
+    if table_bytes == 2:
+        return prior
+    levels = entropy.prior_levels()
+    return entropy.unpack_prior(entropy.pack_prior(prior, levels), levels)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="+", help="training image folders")
     p.add_argument("--model", required=True, help="codec weights file")
     p.add_argument("--images", type=int, default=100, help="training images to count (spread over the split)")
     p.add_argument("--k", type=int, default=entropy.K, choices=range(1, entropy.MAX_K + 1), metavar="K",
-                   help=f"previous channels in a bit's context (1..{entropy.MAX_K}); the table has 5 x 32 x 2^(K+1) int16 entries")
+                   help=f"previous channels in a bit's context (1..{entropy.MAX_K}); the table has 5 x 32 x 2^(K+1) entries")
+    p.add_argument("--table-bytes", type=int, default=1, choices=(1, 2),
+                   help="bytes per table entry in the weights file: 1 (a probability of 256 levels, evenly spaced in "
+                        "logit: half the size for <0.0002 bits per bit) or 2 (int16, as tables were before 2026-12-01)")
     p.add_argument("--keep-table", action="store_true",
                    help="keep the model's own table (files coded with it keep decoding) and only fit the mixer")
     p.add_argument("--mixer-images", type=int, default=0, metavar="M",
@@ -145,20 +156,21 @@ def main() -> int:
             p.error(f"{args.model} has no table to keep")
         prior, k = codec.entropy_prior, entropy.table_k(codec.entropy_prior)
         tables_meta = codec.meta.get("entropy_tables", {})
+        table_bytes = tables_meta.get("table_bytes", 2)   # stored as it was, so its files keep decoding
     else:
-        prior, k = entropy.learn_prior(planes, args.k), args.k
+        prior, k, table_bytes = stored(entropy.learn_prior(planes, args.k), args.table_bytes), args.k, args.table_bytes
         tables_meta = {"images": len(chosen), "folders": [str(d) for d in args.data], "k": k,
-                       "buckets": entropy.BUCKETS, "prior_weight": entropy.PRIOR_WEIGHT}
+                       "buckets": entropy.BUCKETS, "prior_weight": entropy.PRIOR_WEIGHT, "table_bytes": table_bytes}
     mixer = None
     if args.mixer_images:
         held_out = {i * len(planes) // args.mixer_images for i in range(args.mixer_images)}
         # the mixer learns to correct a table that has not seen its images (it is as good with the full table)
-        unseen = entropy.learn_prior([q for i, q in enumerate(planes) if i not in held_out], k)
+        unseen = stored(entropy.learn_prior([q for i, q in enumerate(planes) if i not in held_out], k), table_bytes)
         mixer = fit_mixer([planes[i] for i in sorted(held_out)], unseen, args.mixer_hidden, args.mixer_steps)
         tables_meta = {**tables_meta, "mixer": {"images": len(held_out), "hidden": args.mixer_hidden,
                                                 "steps": args.mixer_steps, "folders": [str(d) for d in args.data]}}
     fp = export_codec(codec.model, args.out, codec.name, {**codec.meta, "entropy_tables": tables_meta},
-                      entropy_prior=prior, entropy_mixer=mixer)
+                      entropy_prior=prior, entropy_mixer=mixer, table_bytes=table_bytes)
     print(f"wrote {args.out} (fingerprint {fp.hex()})")
     val = [planes_of(codec.model, f) for f in held[:8]]
     before, after = savings(None, val), savings(prior, val)

@@ -219,6 +219,39 @@ def test_weights_carry_their_entropy_mixer(tmp_path, parrots):
         load_codec(str(tmp_path / "bad.pt"))
 
 
+def test_one_byte_tables_halve_the_table_and_code_as_well(tmp_path, parrots):
+    """A table stored a byte per entry (entropy.pack_prior) takes half the bytes of int16, is loaded back as the
+    int16 table the coder uses, re-exports to the same fingerprint, and codes parrots within 0.5 % of the bytes."""
+    from lstmcodec import entropy
+    from lstmcodec.weights import export_codec
+
+    loaded = load_codec(DEFAULT_CODEC)
+    wide = export_codec(loaded.model, tmp_path / "int16.pt", "m", entropy_prior=loaded.entropy_prior,
+                        entropy_mixer=loaded.entropy_mixer)
+    fp = export_codec(loaded.model, tmp_path / "byte.pt", "m", entropy_prior=loaded.entropy_prior,
+                      entropy_mixer=loaded.entropy_mixer, table_bytes=1)
+    assert fp != wide
+    saved = (tmp_path / "int16.pt").stat().st_size - (tmp_path / "byte.pt").stat().st_size
+    assert abs(saved - loaded.entropy_prior.size) < 4096, saved
+    back = load_codec(str(tmp_path / "byte.pt"))
+    assert back.fingerprint == fp and back.entropy_prior.dtype == np.int16
+    logit = lambda p: np.log(p / (entropy.ONE - p.astype(np.float64)))  # noqa: E731
+    assert np.abs(logit(back.entropy_prior) - logit(loaded.entropy_prior)).max() < 0.06
+    again = export_codec(back.model, tmp_path / "again.pt", "m", entropy_prior=back.entropy_prior,
+                         entropy_mixer=back.entropy_mixer, table_bytes=1)
+    assert again == fp
+    full = lstmcodec.encode(parrots, iterations=8, model=str(tmp_path / "int16.pt"))
+    small = lstmcodec.encode(parrots, iterations=8, model=str(tmp_path / "byte.pt"))
+    assert abs(len(small) - len(full)) < 0.005 * len(full), (len(small), len(full))
+    assert np.array_equal(np.asarray(lstmcodec.decode(small, model=str(tmp_path / "byte.pt"))),
+                          np.asarray(lstmcodec.decode(full, model=str(tmp_path / "int16.pt"))))
+    blob = torch.load(tmp_path / "byte.pt", weights_only=True)
+    del blob["entropy_prior_levels"]
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad entropy table"):
+        load_codec(str(tmp_path / "bad.pt"))
+
+
 def test_the_larger_bundled_network_decodes_without_an_option_and_beats_the_default(parrots, parrots_lstm):
     # lstm-wide on parrots at -i 8: 3,854 bytes, MS-SSIM 0.9844 (the default: 3,803 bytes, 0.9833)
     data = lstmcodec.encode(parrots, iterations=8, model="lstm-wide")

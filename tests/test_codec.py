@@ -252,11 +252,13 @@ def test_one_byte_tables_halve_the_table_and_code_as_well(tmp_path, parrots):
         load_codec(str(tmp_path / "bad.pt"))
 
 
-def test_the_larger_bundled_network_decodes_without_an_option_and_beats_the_default(parrots, parrots_lstm):
-    # lstm-wide on parrots at -i 8: 3,854 bytes, MS-SSIM 0.9844 (the default: 3,803 bytes, 0.9833)
-    data = lstmcodec.encode(parrots, iterations=8, model="lstm-wide")
-    assert lstmcodec.info(data).model == "lstm-wide"
+@pytest.mark.parametrize("name, more_bytes", [("lstm-wide", 1.05), ("lstm-wide2", 1.10)])
+def test_the_larger_bundled_networks_decode_without_an_option_and_beat_the_default(parrots, parrots_lstm, name, more_bytes):
+    # parrots at -i 8: lstm-wide 3,854 bytes, MS-SSIM 0.9844; lstm-wide2 4,107 bytes, 0.9856 (its bits are less
+    # predictable: 8 % more bytes than the default's 3,803, for which the default has 0.9833)
+    data = lstmcodec.encode(parrots, iterations=8, model=name)
+    assert lstmcodec.info(data).model == name
     wide = metrics.ms_ssim(_decode_rgb(data), parrots)
     default = metrics.ms_ssim(_decode_rgb(parrots_lstm), parrots)
     assert wide > default and wide > 0.975, (wide, default)
-    assert len(data) < 1.05 * len(parrots_lstm)
+    assert len(data) < more_bytes * len(parrots_lstm)

@@ -143,7 +143,7 @@ def learn_prior(planes: list[np.ndarray], k: int = K) -> np.ndarray:
 
 
 # A table may be stored in one byte per entry (half the bytes of int16, so a weights file holds one more
-# channel of context for the same size): each byte indexes LEVELS probabilities at evenly spaced logits.
+# channel of context for the same size): each byte indexes PRIOR_LEVELS probabilities at evenly spaced logits.
 # Rounding a probability's logit to the nearest level (steps of 0.065) costs under 0.0002 bits per bit.
 PRIOR_LEVELS = 256
 

@@ -81,7 +81,8 @@ def export_codec(model: RecurrentCodec, path: str | os.PathLike, name: str, meta
                  entropy_prior: np.ndarray | None = None, entropy_mixer: entropy.Mixer | None = None,
                  table_bytes: int = 2) -> bytes:
     """Write a weights file (fp16 tensors, and the learned entropy table and mixer if given) atomically; returns its fingerprint.
-    table_bytes: 2 stores the table as int16; 1 stores a byte per entry and its 256 levels (entropy.pack_prior)."""
+    table_bytes: 2 stores the table as int16; 1 stores a byte per entry and its 256 levels
+    (entropy.pack_prior)."""
     from .runtime import atomic_save
 
     sd = {k: _plain(v).half() if v.is_floating_point() else _plain(v) for k, v in model.state_dict().items()}
@@ -162,8 +163,8 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, device: str | torch.device = "
         try:
             if prior is None:
                 raise ValueError("not a tensor")
-            levels = blob.get("entropy_prior_levels")
             if prior.dtype == np.uint8:  # the one-byte form: entries index the stored levels
+                levels = blob.get("entropy_prior_levels")
                 if not isinstance(levels, torch.Tensor):
                     raise ValueError("one-byte entries without their levels")
                 prior = entropy.unpack_prior(prior, levels.numpy())

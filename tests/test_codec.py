@@ -226,11 +226,11 @@ def test_one_byte_tables_halve_the_table_and_code_as_well(tmp_path, parrots):
     from lstmcodec.weights import export_codec
 
     loaded = load_codec(DEFAULT_CODEC)
-    wide = export_codec(loaded.model, tmp_path / "int16.pt", "m", entropy_prior=loaded.entropy_prior,
-                        entropy_mixer=loaded.entropy_mixer)
+    two_bytes = export_codec(loaded.model, tmp_path / "int16.pt", "m", entropy_prior=loaded.entropy_prior,
+                             entropy_mixer=loaded.entropy_mixer)
     fp = export_codec(loaded.model, tmp_path / "byte.pt", "m", entropy_prior=loaded.entropy_prior,
                       entropy_mixer=loaded.entropy_mixer, table_bytes=1)
-    assert fp != wide
+    assert fp != two_bytes
     saved = (tmp_path / "int16.pt").stat().st_size - (tmp_path / "byte.pt").stat().st_size
     assert abs(saved - loaded.entropy_prior.size) < 4096, saved
     back = load_codec(str(tmp_path / "byte.pt"))
@@ -253,9 +253,10 @@ def test_one_byte_tables_halve_the_table_and_code_as_well(tmp_path, parrots):
 
 
 @pytest.mark.parametrize("name, more_bytes", [("lstm-wide", 1.05), ("lstm-wide2", 1.10)])
-def test_the_larger_bundled_networks_decode_without_an_option_and_beat_the_default(parrots, parrots_lstm, name, more_bytes):
+def test_the_larger_bundled_networks_decode_without_an_option_and_beat_the_default(parrots, parrots_lstm, name,
+                                                                                    more_bytes):
     # parrots at -i 8: lstm-wide 3,854 bytes, MS-SSIM 0.9844; lstm-wide2 4,107 bytes, 0.9856 (its bits are less
-    # predictable: 8 % more bytes than the default's 3,803, for which the default has 0.9833)
+    # predictable: 8 % more bytes); the default: 3,803 bytes, 0.9833
     data = lstmcodec.encode(parrots, iterations=8, model=name)
     assert lstmcodec.info(data).model == name
     wide = metrics.ms_ssim(_decode_rgb(data), parrots)

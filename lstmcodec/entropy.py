@@ -97,7 +97,7 @@ def decode_plane(payload: bytes, shape: tuple[int, int, int], prev: np.ndarray |
 # ----------------------------------------------------------------------------- learned, adaptive contexts
 
 
-def _iteration_bucket(t: int) -> int:
+def iteration_bucket(t: int) -> int:
     """0-based iteration index -> 0, 1, 2 (iterations 3-4), 3 (5-8), 4 (9 and after)."""
     return 0 if t == 0 else 1 if t == 1 else 2 if t < 4 else 3 if t < 8 else 4
 
@@ -134,7 +134,7 @@ def learn_prior(planes: list[np.ndarray], k: int = K) -> np.ndarray:
         prev = np.zeros_like(image[0])
         for t, bits in enumerate(image):
             ctx = (((c * 2 + prev) << k) | _patterns(bits, k)).ravel()
-            tb = _iteration_bucket(t)
+            tb = iteration_bucket(t)
             ones[tb] += np.bincount(ctx, weights=bits.ravel(), minlength=ones.shape[1])
             total[tb] += np.bincount(ctx, minlength=ones.shape[1])
             prev = bits
@@ -298,7 +298,7 @@ class PlaneCoder:
 
     def _table(self, c: int | slice) -> np.ndarray:
         """Integer probabilities of channel(s) c for every (previous bit, pattern): prior mixed with counts."""
-        prior = self.prior[_iteration_bucket(self.t), c].astype(np.int64)
+        prior = self.prior[iteration_bucket(self.t), c].astype(np.int64)
         p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
         return np.clip(p, 1, ONE - 1)
 
@@ -306,7 +306,7 @@ class PlaneCoder:
         """Method 3's probabilities of channel c's N bits, from their table contexts (N, as _local_contexts gives
         them), the bits of the channels before it (bits: C x N, rows below c filled) and the previous
         iteration's (previous_f: C x N float64)."""
-        bucket = _iteration_bucket(self.t)
+        bucket = iteration_bucket(self.t)
         table_p = self.prior[bucket, c][context].astype(np.int64)
         earlier = bits[max(0, c - 31):c][::-1].astype(np.float64)
         return self.mixer.probabilities(bucket * bits.shape[0] + c, earlier, previous_f, table_p)

@@ -13,14 +13,24 @@ iteration that halves an already small distortion counts as much as an early one
 the curve is trained on the log (dB) scale it is judged on. Under the plain mean, 1 − MS-SSIM's gradient
 shrinks with the error, so the first iterations dominate and the recurrence stops improving after a few.
 
+With a rate weight λ (train_codec.py --rate-weight), λ times `BitRate`'s estimate of the coded bits per raw
+bit is added: a differentiable stand-in for the entropy coder, fitted beside the codec, whose gradient reaches
+the encoder through the binarizer's straight-through sign, so that training trades distortion for bits that
+the coder can predict instead of ignoring what the bits cost.
+
 Images are N x 3 x H x W in [-0.5, 0.5] (the model's range); losses are computed in fp32.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-import torch
+import math
 
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .entropy import BUCKETS, iteration_bucket
 from .metrics import local_ms_ssim, ms_ssim_tensor
 
 LOSSES = ("l1", "ssim-l1", "ms-ssim", "mix")
@@ -69,3 +79,41 @@ def over_iterations(fn: Distortion, x: torch.Tensor, x_hats: list[torch.Tensor],
     with torch.no_grad():
         first, last = l1(x, x_hats[0].float()), l1(x, x_hats[-1].float())
     return loss, {"l1_first": first, "l1_last": last, "unroll": float(len(x_hats))}
+
+
+class BitRate(nn.Module):
+    """The rate term: bits per raw bit of the iterations' bit planes under a logistic model of each bit given
+    what the entropy coder's context model sees (entropy.py, method 3): the bits of the earlier channels at the
+    same position and the previous iteration's bits there, with weights per iteration group (entropy.BUCKETS).
+
+    A training aid only (not stored in weights files): the coder's own tables are learned after training
+    (scripts/learn_entropy_tables.py). It starts at zero (one bit per bit, no gradient into the codec) and
+    learns LR_SCALE times faster than the codec, so that it follows the bits as the codec changes them.
+    """
+
+    LR_SCALE = 25.0
+
+    def __init__(self, bits: int = 32):
+        super().__init__()
+        self.earlier = nn.Parameter(torch.zeros(BUCKETS, bits, bits))   # [group, channel, earlier channel], below the diagonal
+        self.previous = nn.Parameter(torch.zeros(BUCKETS, bits, bits))  # [group, channel, channel of the previous iteration]
+        self.bias = nn.Parameter(torch.zeros(BUCKETS, bits))
+        self.register_buffer("causal", torch.ones(bits, bits).tril(-1), persistent=False)
+        for p in self.parameters():
+            p.lr_scale = self.LR_SCALE  # read by runtime.fit
+
+    def forward(self, planes: list[torch.Tensor]) -> torch.Tensor:
+        """planes: b_t for t = 1..T, N x bits x h x w of ±1 (0 where a block received no bits in an adaptive
+        crop, which costs nothing). Returns the mean cross-entropy in bits per coded bit (a 0-d fp32 tensor)."""
+        with torch.autocast(planes[0].device.type, enabled=False):
+            total = count = 0.0
+            prev = torch.zeros_like(planes[0], dtype=torch.float32)
+            for t, b in enumerate(planes):
+                b, g = b.float(), iteration_bucket(t)
+                logit = (torch.einsum("oc,nchw->nohw", self.earlier[g] * self.causal, b)
+                         + torch.einsum("oc,nchw->nohw", self.previous[g], prev) + self.bias[g][:, None, None])
+                live = (b != 0).float()
+                total = total + (F.softplus(-b * logit) * live).sum()  # -ln p(b) for b = ±1
+                count = count + live.sum()
+                prev = b
+            return total / count.clamp(min=1) / math.log(2)

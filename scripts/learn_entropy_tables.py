@@ -61,7 +61,7 @@ def mixer_rows(planes: np.ndarray, prior: np.ndarray, stretch: np.ndarray) -> tu
     prev = np.zeros_like(planes[0])
     channel = np.arange(C).reshape(-1, 1)
     for t, bits in enumerate(planes):
-        bucket = entropy._iteration_bucket(t)
+        bucket = entropy.iteration_bucket(t)
         pattern = entropy._patterns(bits, k)
         table_p = prior[bucket][channel, prev, pattern]
         x = np.zeros((C, bits.shape[1], 63), np.uint8)

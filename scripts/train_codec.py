@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "of the distortion: late iterations weigh as much as early ones on a log (dB) scale")
     p.add_argument("--sign-bits", action="store_true", help="binarize with inference's sign in training too (straight-"
                    "through gradient) instead of the paper's stochastic bits: no train / test mismatch in what the decoder sees")
+    p.add_argument("--rate-weight", type=float, default=0.0, metavar="LAMBDA", help="add LAMBDA times the bits per "
+                   "raw bit of a logistic model of the bits fitted beside the codec (losses.BitRate): train for bits the "
+                   "entropy coder predicts well, not only for distortion (0: off)")
     p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
     p.add_argument("--decoder-hidden-kernel", type=int, choices=[1, 3], default=3,
                    help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
@@ -102,6 +105,8 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError) as e:  # unknown weights, or a model of another shape
             sys.exit(f"error: --init {args.init}: {e}")
     model.binarizer.stochastic = not args.sign_bits
+    if args.rate_weight:
+        model = RateTrained(model)
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
 
     def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch
@@ -113,7 +118,11 @@ def main(argv=None) -> int:
     def loss_with_t(net, batch):
         x, t = batch
         stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
-        return losses.over_iterations(distortion, x, net(x, int(t), stops), log=args.log_distortion)
+        if not args.rate_weight:
+            return losses.over_iterations(distortion, x, net(x, int(t), stops), log=args.log_distortion)
+        x_hats, rate = net(x, int(t), stops)
+        loss, logged = losses.over_iterations(distortion, x, x_hats, log=args.log_distortion)
+        return loss + args.rate_weight * rate, {**logged, "bits_per_bit": rate.detach()}
 
     def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)
@@ -127,7 +136,7 @@ def main(argv=None) -> int:
     result = runtime.fit(model, batch_fn, loss_with_t, fit_cfg, evaluate=evaluate if val else None,
                          meta={"codec_config": config.to_dict()})
     if args.export and result.finished and os.environ.get("RANK", "0") == "0":
-        fp = export_codec(result.model.cpu(), args.export, args.name,
+        fp = export_codec(codec_of(result.model).cpu(), args.export, args.name,
                           meta={"steps": result.step, "train": {k: v for k, v in vars(args).items() if k != "export"}})
         runtime.log(f"exported {args.export} (fingerprint {fp.hex()})")
     return 0
@@ -138,11 +147,32 @@ def export_checkpoint(ckpt_path: Path, out: str | None, name: str) -> int:
         sys.exit("error: --export-only needs --export PATH")
     ck = runtime.load_checkpoint(ckpt_path)
     model = RecurrentCodec(CodecConfig.from_dict(ck["meta"]["codec_config"]))
-    model.load_state_dict(ck["ema"] if ck.get("ema") is not None else ck["model"])
+    state = ck["ema"] if ck.get("ema") is not None else ck["model"]
+    if any(key.startswith("codec.") for key in state):  # a --rate-weight run: its codec without the rate model
+        state = {key[len("codec."):]: v for key, v in state.items() if key.startswith("codec.")}
+    model.load_state_dict(state)
     train = {k: v for k, v in ck["fit"]["extra"].items() if k not in ("export", "export_only")}
     fp = export_codec(model, out, name, meta={"steps": ck["step"], "elapsed_s": ck["elapsed"], "train": train})
     runtime.log(f"exported {out} from step {ck['step']} (fingerprint {fp.hex()})")
     return 0
+
+
+class RateTrained(torch.nn.Module):
+    """The codec and the rate model that --rate-weight trains beside it (checkpoint keys codec.* and rate.*)."""
+
+    def __init__(self, codec: RecurrentCodec):
+        super().__init__()
+        self.codec, self.rate = codec, losses.BitRate(codec.config.bits)
+
+    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """x̂_t for t = 1..iterations, and the bits per raw bit of b_1..b_T under the rate model."""
+        x_hats, bits = self.codec(x, iterations, stops, with_bits=True)
+        return x_hats, self.rate(bits)
+
+
+def codec_of(model: torch.nn.Module) -> RecurrentCodec:
+    return model.codec if isinstance(model, RateTrained) else model
 
 
 def init_from(model: RecurrentCodec, weights: str) -> None:
@@ -228,15 +258,20 @@ def random_stops(x: torch.Tensor, iterations: int, fraction: float, tile: int = 
 
 
 def validate(net, images: list[torch.Tensor], iterations: int) -> dict:
-    """MS-SSIM of held-back 256x256 crops at 1, 2, 4, 8 and 16 iterations."""
+    """MS-SSIM of held-back 256x256 crops at 1, 2, 4, 8 and 16 iterations (with --rate-weight, also the rate
+    model's bits per raw bit over all the iterations)."""
+    codec = codec_of(net)
     x = torch.stack([data.to_unit(im) for im in images]).to(next(net.parameters()).device)
-    report = {}
-    for t, (_, x_hat) in enumerate(net.iterate(x, iterations), start=1):
+    report, bits = {}, []
+    for t, (b, x_hat) in enumerate(codec.iterate(x, iterations), start=1):
+        bits.append(b)
         if t in (1, 2, 4, 8, 16):
             rec = ((x_hat.clamp(-0.5, 0.5) + 0.5) * 255).round()
             report[f"msssim_i{t}"] = metrics.ms_ssim(rec.cpu(), ((x + 0.5) * 255).round().cpu())
-            if net.config.residual_gain:
-                report[f"gain_i{t}"] = float(net.gain(t - 1))
+            if codec.config.residual_gain:
+                report[f"gain_i{t}"] = float(codec.gain(t - 1))
+    if isinstance(net, RateTrained):
+        report["bits_per_bit"] = float(net.rate(bits))
     return report
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 import torch
 
 import lstmcodec
-from lstmcodec import runtime
+from lstmcodec import losses, runtime
 from lstmcodec.weights import load_codec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,41 @@ def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parr
     assert not torch.equal(ck["model"]["log_gain"], torch.zeros(2))
     blob = lstmcodec.encode(parrots[:48, :80], iterations=3, model=str(tmp_path / "g.pt"))
     assert lstmcodec.decode(blob, model=str(tmp_path / "g.pt")).size == (80, 48)
+
+
+def test_rate_weight_trains_a_rate_model_beside_the_codec_and_exports_the_codec_alone(tmp_path, parrots):
+    """--rate-weight: the rate model is trained (its own learning-rate group), checkpointed and resumed with
+    the codec, its bits per bit logged per step and on the held-back crops; exports carry the codec alone."""
+    folder = tmp_path / "photos"  # 20 photos of 256 x 256, so that one is held back for validation
+    folder.mkdir()
+    photo = Image.fromarray(parrots).resize((256, 256))
+    for i in range(20):
+        photo.rotate(90 * (i % 4)).save(folder / f"{i:02d}.png")
+
+    def train(steps: int, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(TRAIN), str(folder), "--out", str(tmp_path / "run"), "--steps", str(steps),
+                               *TINY, "--sign-bits", "--rate-weight", "0.5", "--eval-every", "3", *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    assert train(2).returncode == 0
+    r = train(3, "--export", str(tmp_path / "r.pt"), "--name", "r")
+    assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").read_text().splitlines()))
+    per_step = [float(row["bits_per_bit"]) for row in rows if row["loss"]]
+    assert len(per_step) == 3 and per_step[0] == pytest.approx(1.0) and all(0 < v <= 1.5 for v in per_step), per_step
+    held_back = [float(row["val_bits_per_bit"]) for row in rows if row.get("val_bits_per_bit")]
+    assert len(held_back) == 2 and all(0 < v < 1.5 for v in held_back), rows  # at the end of each run
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert {k.split(".")[0] for k in ck["model"]} == {"codec", "rate"}
+    assert not torch.equal(ck["model"]["rate.bias"], torch.zeros_like(ck["model"]["rate.bias"]))
+    assert sorted(g["lr_scale"] for g in ck["optimizer"]["param_groups"]) == [1.0, losses.BitRate.LR_SCALE]
+    r = train(3, "--export-only", "--export", str(tmp_path / "again.pt"), "--name", "r")
+    assert r.returncode == 0, r.stderr
+    for path in (tmp_path / "r.pt", tmp_path / "again.pt"):
+        codec = load_codec(str(path))
+        assert codec.name == "r" and not any(k.startswith("rate") for k in codec.model.state_dict())
+        blob = lstmcodec.encode(parrots[:48, :80], iterations=2, model=str(path))
+        assert lstmcodec.decode(blob, model=str(path)).size == (80, 48)
 
 
 def test_init_refuses_weights_of_another_shape_in_one_line(tmp_path):

@@ -206,11 +206,14 @@ class RecurrentCodec(nn.Module):
             r = x - x_hat                                               # r_t = x − x̂_t
             yield b, x_hat
 
-    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations.
-        stops (N x 1 x H/16 x W/16), when given: how many iterations each block receives (adaptive bit rates)."""
+    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, with_bits: bool = False
+                ) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations, and with_bits, also
+        b_t (for a rate term). stops (N x 1 x H/16 x W/16), when given: how many iterations each block receives
+        (adaptive bit rates)."""
         active = None if stops is None else (lambda t, _x_hat: (stops > t).to(x.dtype))
-        return [x_hat for _, x_hat in self.iterate(x, iterations, active)]
+        bits, x_hats = zip(*self.iterate(x, iterations, active))
+        return (list(x_hats), list(bits)) if with_bits else list(x_hats)
 
     def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None
                     ) -> Iterator[torch.Tensor]:

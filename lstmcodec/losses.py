@@ -22,9 +22,8 @@ Images are N x 3 x H x W in [-0.5, 0.5] (the model's range); losses are computed
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import math
+from typing import Callable
 
 import torch
 from torch import nn

@@ -16,7 +16,18 @@ shrinks with the error, so the first iterations dominate and the recurrence stop
 With a rate weight λ (train_codec.py --rate-weight), λ times `BitRate`'s estimate of the coded bits per raw
 bit is added: a differentiable stand-in for the entropy coder, fitted beside the codec, whose gradient reaches
 the encoder through the binarizer's straight-through sign, so that training trades distortion for bits that
-the coder can predict instead of ignoring what the bits cost.
+the coder can predict instead of ignoring what the bits cost. Two forms (--rate-form):
+
+    mean      λ · (coded bits / raw bits) over all the iterations: every bit is priced alike
+    log       λ · the mean over the prefixes i = 1..T of ln(coded bits of b_1..b_i / raw bits of b_1..b_i):
+              the rate on the same log scale and over the same prefixes as --log-distortion's distortion,
+              so λ is the slope d ln(distortion) / d ln(rate) that training trades at every prefix. A bit
+              of iteration t is priced by every prefix that contains it, Σ_{i≥t} 1 / R_i: with equal
+              iterations iteration 1's bits cost H_T times the mean (3.4 for T = 16) and iteration T's 1/T.
+
+Under `mean` a late iteration's bits cost as much as the first's while they improve only the last few
+prefixes, so training learns to empty the last iterations (lstm-wide5 levels off from -i 13 on); `log`
+prices each iteration by the prefixes it serves.
 
 Images are N x 3 x H x W in [-0.5, 0.5] (the model's range); losses are computed in fp32.
 """
@@ -107,15 +118,33 @@ class BitRate(nn.Module):
     def forward(self, planes: list[torch.Tensor]) -> torch.Tensor:
         """planes: b_t for t = 1..T, N x bits x h x w of ±1 (0 where a block received no bits in an adaptive
         crop, which costs nothing). Returns the mean cross-entropy in bits per coded bit (a 0-d fp32 tensor)."""
+        bits, count = self.per_iteration(planes)
+        return bits.sum() / count.sum().clamp(min=1)
+
+    def per_iteration(self, planes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The modelled bits of each iteration's plane and the number of bits it codes (two fp32 vectors of T)."""
         with torch.autocast(planes[0].device.type, enabled=False):
-            total = count = 0.0
+            bits, count = [], []
             prev = torch.zeros_like(planes[0], dtype=torch.float32)
             for t, b in enumerate(planes):
                 b, g = b.float(), iteration_bucket(t)
                 logit = (torch.einsum("oc,nchw->nohw", self.earlier[g] * self.causal, b)
                          + torch.einsum("oc,nchw->nohw", self.previous[g], prev) + self.bias[g][:, None, None])
                 live = (b != 0).float()
-                total = total + (F.softplus(-b * logit) * live).sum()  # -ln p(b) for b = ±1
-                count = count + live.sum()
+                bits.append((F.softplus(-b * logit) * live).sum() / math.log(2))  # -log2 p(b) for b = ±1
+                count.append(live.sum())
                 prev = b
-            return total / count.clamp(min=1) / math.log(2)
+            return torch.stack(bits), torch.stack(count)
+
+
+RATE_FORMS = ("mean", "log")
+
+
+def rate_term(bits: torch.Tensor, count: torch.Tensor, form: str = "mean") -> torch.Tensor:
+    """The rate that --rate-weight prices (see the module's docstring), from BitRate.per_iteration's vectors."""
+    if form == "mean":
+        return bits.sum() / count.sum().clamp(min=1)
+    if form == "log":
+        per_prefix = bits.cumsum(0) / count.cumsum(0).clamp(min=1)  # bits per raw bit of b_1..b_i
+        return per_prefix.clamp(min=1e-3).log().mean()
+    raise ValueError(f"unknown rate form {form!r} (one of {', '.join(RATE_FORMS)})")

@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rate-weight", type=float, default=0.0, metavar="LAMBDA", help="add LAMBDA times the bits per "
                    "raw bit of a logistic model of the bits fitted beside the codec (losses.BitRate): train for bits the "
                    "entropy coder predicts well, not only for distortion (0: off)")
+    p.add_argument("--rate-form", choices=losses.RATE_FORMS, default="mean", help="--rate-weight prices the mean bits "
+                   "per raw bit over all iterations (mean), or ln(bits per raw bit) averaged over the prefixes 1..T, the "
+                   "scale and prefixes of --log-distortion (log; LAMBDA is then the slope d ln D / d ln R traded)")
     p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
     p.add_argument("--decoder-hidden-kernel", type=int, choices=[1, 3], default=3,
                    help="hidden-state kernel of the decoder's two full-resolution cells (1: a cheaper decoder)")
@@ -120,9 +123,10 @@ def main(argv=None) -> int:
         stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
         if not args.rate_weight:
             return losses.over_iterations(distortion, x, net(x, int(t), stops), log=args.log_distortion)
-        x_hats, rate = net(x, int(t), stops)
+        x_hats, (bits, count) = net(x, int(t), stops)
         loss, logged = losses.over_iterations(distortion, x, x_hats, log=args.log_distortion)
-        return loss + args.rate_weight * rate, {**logged, "bits_per_bit": rate.detach()}
+        rate = losses.rate_term(bits, count, args.rate_form)
+        return loss + args.rate_weight * rate, {**logged, "bits_per_bit": (bits.sum() / count.sum().clamp(min=1)).detach()}
 
     def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)
@@ -165,10 +169,10 @@ class RateTrained(torch.nn.Module):
         self.codec, self.rate = codec, losses.BitRate(codec.config.bits)
 
     def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None
-                ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """x̂_t for t = 1..iterations, and the bits per raw bit of b_1..b_T under the rate model."""
+                ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """x̂_t for t = 1..iterations, and each of b_1..b_T's modelled bits and raw bits under the rate model."""
         x_hats, bits = self.codec(x, iterations, stops, with_bits=True)
-        return x_hats, self.rate(bits)
+        return x_hats, self.rate.per_iteration(bits)
 
 
 def codec_of(model: torch.nn.Module) -> RecurrentCodec:

@@ -123,7 +123,8 @@ def test_residual_gain_trains_resumes_at_its_own_rate_and_exports(tmp_path, parr
 
 def test_rate_weight_trains_a_rate_model_beside_the_codec_and_exports_the_codec_alone(tmp_path, parrots):
     """--rate-weight: the rate model is trained (its own learning-rate group), checkpointed and resumed with
-    the codec, its bits per bit logged per step and on the held-back crops; exports carry the codec alone."""
+    the codec (here into --rate-form log), its bits per bit logged per step and on the held-back crops; exports
+    carry the codec alone."""
     folder = tmp_path / "photos"  # 20 photos of 256 x 256, so that one is held back for validation
     folder.mkdir()
     photo = Image.fromarray(parrots).resize((256, 256))
@@ -136,7 +137,7 @@ def test_rate_weight_trains_a_rate_model_beside_the_codec_and_exports_the_codec_
                               capture_output=True, text=True, timeout=300)
 
     assert train(2).returncode == 0
-    r = train(3, "--export", str(tmp_path / "r.pt"), "--name", "r")
+    r = train(3, "--rate-form", "log", "--export", str(tmp_path / "r.pt"), "--name", "r")  # resumed in the log form
     assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr
     rows = list(csv.DictReader((tmp_path / "run" / "log.csv").read_text().splitlines()))
     per_step = [float(row["bits_per_bit"]) for row in rows if row["loss"]]

@@ -1,7 +1,8 @@
 """The CUDA-aware runtime shared by every training script.
 
 Device choice (cuda > mps > cpu), seeding, AMP (bf16 on CUDA), torchrun / DDP,
-atomic checkpoints with exact resume, CSV logging and progress, and the one
+atomic checkpoints with exact resume, CSV logging (mirrored to TensorBoard when
+the tensorboard package is installed) and progress, and the one
 training loop, `fit`. A script supplies three things: a model, a function that
 returns the batch for a given step, and a loss function.
 
@@ -132,6 +133,31 @@ class CSVLog:
             w.writeheader()
             w.writerows(self.rows)
         os.replace(tmp, self.path)
+
+
+class RunLog(CSVLog):
+    """A run's log: OUT/log.csv, and the same numbers as TensorBoard scalars in OUT/tensorboard when the
+    tensorboard package is installed (torch's SummaryWriter needs it; without it the CSV alone)."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        super().__init__(Path(out_dir) / "log.csv")
+        self.tensorboard = _tensorboard_writer(Path(out_dir) / "tensorboard")
+
+    def write(self, row: dict) -> None:
+        super().write(row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, int(row["step"]))
+            self.tensorboard.flush()
+
+
+def _tensorboard_writer(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # no tensorboard package
+        return None
+    return SummaryWriter(str(path))
 
 
 def log(msg: str) -> None:
@@ -273,7 +299,7 @@ def fit(
                 "rng": torch.get_rng_state(), "fit": asdict(cfg), "meta": meta or {},
             }, ckpt_path)
 
-    logger = CSVLog(out / "log.csv") if dist.main else None
+    logger = RunLog(out) if dist.main else None
     t0 = last_ckpt = last_log = time.time()
     step = last_log_step = start
     finished = True
@@ -353,7 +379,7 @@ def _agree(flag: bool, dist: Dist, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def _run_eval(evaluate, model: nn.Module, step: int, logger: CSVLog | None, dist: Dist, elapsed: float) -> dict:
+def _run_eval(evaluate, model: nn.Module, step: int, logger: RunLog | None, dist: Dist, elapsed: float) -> dict:
     if not dist.main:
         return {}
     model.eval()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import types
 import sys
 from pathlib import Path
 
@@ -274,3 +275,47 @@ def test_init_grows_cells_without_changing_what_the_codec_computes(tmp_path):
     with torch.no_grad():
         for (bw, xw), (bb, xb) in zip(wide.iterate(x, 6), base.iterate(x, 6)):
             assert torch.equal(bw, bb) and torch.allclose(xw, xb, atol=1e-4)
+
+
+def test_the_run_log_is_mirrored_to_tensorboard_when_it_is_installed(tmp_path, monkeypatch):
+    """fit's log.csv rows (training steps and evaluations) reach TensorBoard as scalars at their step when the
+    tensorboard package is there (a stand-in SummaryWriter here; CI does not install it), and without it the
+    run writes the CSV alone."""
+    written: list[tuple[str, float, int]] = []
+
+    class SummaryWriter:  # records what torch.utils.tensorboard.SummaryWriter would write
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = SummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    net = torch.nn.Linear(2, 1)
+
+    def batch_fn(step):
+        return torch.ones(4, 2) * (step % 3)
+
+    def loss_fn(model, x):
+        return model(x).square().mean(), {"extra": 0.5}
+
+    cfg = runtime.FitConfig(out_dir=str(tmp_path / "run"), steps=4, lr=1e-2, warmup=0, log_every=1, eval_every=2)
+    runtime.fit(net, batch_fn, loss_fn, cfg, evaluate=lambda model, step: {"score": float(step)})
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").read_text().splitlines()))
+    assert [step for tag, _, step in written if tag == "loss"] == [1, 2, 3, 4]
+    assert [(v, step) for tag, v, step in written if tag == "val_score"] == [(2.0, 2), (4.0, 4)]
+    losses_csv = [float(r["loss"]) for r in rows if r["loss"]]
+    assert [v for tag, v, _ in written if tag == "loss"] == pytest.approx(losses_csv, rel=1e-5)
+    assert {"lr", "extra", "s_per_step"} <= {tag for tag, _, _ in written}
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed: importing it fails
+    log = runtime.RunLog(tmp_path / "plain")
+    assert log.tensorboard is None
+    (tmp_path / "plain").mkdir()
+    log.write({"step": 1, "loss": 0.25})
+    assert (tmp_path / "plain" / "log.csv").exists() and not (tmp_path / "plain" / "tensorboard").exists()

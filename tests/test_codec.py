@@ -253,13 +253,14 @@ def test_one_byte_tables_halve_the_table_and_code_as_well(tmp_path, parrots):
 
 
 @pytest.mark.parametrize("name, more_bytes", [("lstm-wide", 1.05), ("lstm-wide2", 1.10), ("lstm-wide3", 1.15),
-                                             ("lstm-wide4", 1.20), ("lstm-wide5", 1.00)])
+                                             ("lstm-wide4", 1.20), ("lstm-wide5", 1.00),
+                                             ("lstm-wide6", 1.02)])
 def test_the_larger_bundled_networks_decode_without_an_option_and_beat_the_default(parrots, parrots_lstm, name,
                                                                                     more_bytes):
     # parrots at -i 8: lstm-wide 3,854 bytes, MS-SSIM 0.9844; lstm-wide2 4,107 bytes, 0.9856; lstm-wide3 4,315 bytes,
     # 0.9866; lstm-wide4 4,479 bytes, 0.9873 (each cycle's bits are less predictable: 8, 13 and 18 % more bytes than
     # the default's 3,803 bytes, 0.9833); lstm-wide5, trained with the rate term, 3,759 bytes, 0.9873: fewer bytes
-    # than the default for a better image
+    # than the default for a better image; lstm-wide6 3,783 bytes, 0.9877
     data = lstmcodec.encode(parrots, iterations=8, model=name)
     assert lstmcodec.info(data).model == name
     wide = metrics.ms_ssim(_decode_rgb(data), parrots)

@@ -118,8 +118,7 @@ class BitRate(nn.Module):
     def forward(self, planes: list[torch.Tensor]) -> torch.Tensor:
         """planes: b_t for t = 1..T, N x bits x h x w of ±1 (0 where a block received no bits in an adaptive
         crop, which costs nothing). Returns the mean cross-entropy in bits per coded bit (a 0-d fp32 tensor)."""
-        bits, count = self.per_iteration(planes)
-        return bits.sum() / count.sum().clamp(min=1)
+        return rate_term(*self.per_iteration(planes), "mean")
 
     def per_iteration(self, planes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The modelled bits of each iteration's plane and the number of bits it codes (two fp32 vectors of T)."""

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         x_hats, (bits, count) = net(x, int(t), stops)
         loss, logged = losses.over_iterations(distortion, x, x_hats, log=args.log_distortion)
         rate = losses.rate_term(bits, count, args.rate_form)
-        return loss + args.rate_weight * rate, {**logged, "bits_per_bit": (bits.sum() / count.sum().clamp(min=1)).detach()}
+        return loss + args.rate_weight * rate, {**logged, "bits_per_bit": losses.rate_term(bits, count).detach()}
 
     def evaluate(net, step: int) -> dict:
         return validate(net, val, args.iterations)

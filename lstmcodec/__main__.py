@@ -1,3 +1,9 @@
-from .cli import main
+import sys
 
-raise SystemExit(main())
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while the modules load: one line, not a traceback
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+sys.exit(main())

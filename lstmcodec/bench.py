@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from . import codec, metrics
+from . import metrics, zoo
+from .fileinfo import info
 from .imageio import open_image, prepare
 
 # name -> (Pillow format, quality grid, save options for a quality)
@@ -49,23 +50,30 @@ class Point:
         return float(np.mean(getattr(self, key)))
 
 
-def load_images(folder: str | Path, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+def load_images(paths, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """The RGB pixels of the images in `paths` (folders and files), at most `limit` of them; CodecError if none."""
     from .data import list_images
-    files = list_images([folder])[:limit]
+    from .errors import CodecError
+
+    try:
+        files = list_images([paths] if isinstance(paths, (str, Path)) else list(paths))[:limit]
+    except FileNotFoundError as e:
+        raise CodecError(str(e)) from None
     return [(f.name, prepare(open_image(f)).rgb) for f in files]
 
 
 def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, progress) -> list[Point]:
+    codec = zoo.load_codec(model, device)
     top = max(iterations)
     points = {t: Point(t) for t in iterations}
     for name, rgb in images:
         h, w = rgb.shape[:2]
         marks: list[float] = []
         t0 = time.perf_counter()
-        data = codec.encode_image(prepare(Image.fromarray(rgb)), top, model, device,
-                                  on_iteration=lambda k: marks.append(time.perf_counter() - t0)).data
-        sizes = codec.info(data).bpp_per_iteration
-        dec = codec.decode_progressive(data, model=model, device=device)
+        data = codec.encode_source(prepare(Image.fromarray(rgb)), top,
+                                   on_iteration=lambda k: marks.append(time.perf_counter() - t0)).data
+        sizes = info(data).bpp_per_iteration
+        dec = codec.decompress_progressive(data)
         elapsed = 0.0
         for k in range(1, top + 1):
             t1 = time.perf_counter()
@@ -199,9 +207,10 @@ def load_results(path: str | Path) -> list[dict]:
     return obj if isinstance(obj, list) else [obj]
 
 
-def run(folder, iterations: Sequence[int], codecs: Sequence[str], model: str, device: str, limit: int | None,
+def run(paths, iterations: Sequence[int], codecs: Sequence[str], model: str, device: str, limit: int | None,
         per_image: bool, quiet: bool = False) -> tuple[dict, dict[str, dict]]:
-    images = load_images(folder, limit)
+    images = load_images(paths, limit)
+    where = paths if isinstance(paths, (str, Path)) else ", ".join(map(str, paths))
     total = len(images) + sum(len(CLASSIC[c][1]) for c in codecs)
     done = [0]
 
@@ -211,9 +220,9 @@ def run(folder, iterations: Sequence[int], codecs: Sequence[str], model: str, de
             print(f"\r[{done[0]}/{total}] {msg:<40}", end="", file=sys.stderr, flush=True)
 
     ours_pts = run_lstmcodec(images, iterations, model, device, progress)
-    codec_info = codec.get_model(model, codec._resolve_device(device))
+    codec_info = zoo.load_codec(model, device)
     ours = compressai_json(f"lstmcodec ({codec_info.name})",
-                           f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}), {len(images)} images of {folder}",
+                           f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}), {len(images)} images of {where}",
                            ours_pts, per_image, images)
     ours["_ms_ssim_range"] = [(min(p.ms_ssim), max(p.ms_ssim)) for p in ours_pts]
     others = {}
@@ -221,7 +230,7 @@ def run(folder, iterations: Sequence[int], codecs: Sequence[str], model: str, de
         pts = run_classic(c, images, progress)
         from PIL import __version__ as pil_version
         others[c] = compressai_json(c.upper() if c != "jpeg2000" else "JPEG 2000",
-                                    f"{c} through Pillow {pil_version}, {len(images)} images of {folder}",
+                                    f"{c} through Pillow {pil_version}, {len(images)} images of {where}",
                                     pts, per_image, images)
     if not quiet:
         print(file=sys.stderr)

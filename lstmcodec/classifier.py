@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import CodecError
 from .imageio import open_image, prepare
 from .nets.classify import logits, normalize
-from .runtime import select_device
-from .weights import LoadedNet, load_net
+from .zoo import DEFAULT_CLASSIFIER, LoadedNet, load_net
 
 
 @dataclass
@@ -22,12 +19,9 @@ class Prediction:
     probability: float
 
 
-@lru_cache(maxsize=4)
-def get_classifier(name_or_path: str, device: str = "cpu") -> LoadedNet:
-    try:
-        return load_net("classify", name_or_path, select_device(device))
-    except ValueError as e:
-        raise CodecError(str(e)) from None
+def get_classifier(name_or_path: str = DEFAULT_CLASSIFIER, device: str = "cpu") -> LoadedNet:
+    """A bundled classifier by name, or a weights file by path (loaded once per process)."""
+    return load_net("classify", name_or_path, device)
 
 
 def model_input(source, net: LoadedNet) -> torch.Tensor:
@@ -43,7 +37,7 @@ def model_input(source, net: LoadedNet) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def classify(source, model: str = "cifar10", top: int = 5, device: str = "cpu") -> list[Prediction]:
+def classify(source, model: str = DEFAULT_CLASSIFIER, top: int = 5, device: str = "cpu") -> list[Prediction]:
     """The `top` most probable classes of an image, most probable first."""
     net = get_classifier(model, device)
     x = model_input(source, net).to(next(net.model.parameters()).device)

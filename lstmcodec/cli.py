@@ -6,16 +6,20 @@ on stderr); 2 usage; 130 interrupted. Outputs are written atomically; inputs are
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
-from . import __version__, codec
+from . import __version__
 from .errors import CodecError
-from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare
-from .weights import DEFAULT_CODEC, DEFAULT_DENOISER
+from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare, read_file
+from .zoo import DEFAULT_CODEC, DEFAULT_DENOISER
+
+# The heavy modules (torch, the networks) are imported inside the commands that run a network, so that --help,
+# --version and info answer at once.
 
 
 def _err(msg: str) -> None:
@@ -28,15 +32,38 @@ def _note(msg: str, quiet: bool) -> None:
 
 
 def _read_input(name: str) -> bytes | str:
-    return sys.stdin.buffer.read() if name == "-" else name
+    if name != "-":
+        return name
+    if sys.stdin is None:
+        raise CodecError("standard input is closed")
+    try:
+        return sys.stdin.buffer.read()
+    except OSError as e:
+        raise CodecError(f"cannot read standard input ({e.strerror or e})") from None
 
 
 def _write_output(path: str, data: bytes) -> None:
-    if path == "-":
+    if path != "-":
+        atomic_write(path, data)
+        return
+    if sys.stdout is None:
+        raise CodecError("standard output is closed")
+    try:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-    else:
-        atomic_write(path, data)
+    except OSError as e:
+        _detach_stdout()
+        raise CodecError(f"cannot write to standard output ({e.strerror or e})") from None
+
+
+def _detach_stdout() -> None:
+    """After a failed write to stdout, point it at /dev/null so that the interpreter's last flush is quiet."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str, force: bool,
@@ -50,6 +77,8 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | No
     if "-" in inputs and len(inputs) > 1:
         raise click.UsageError("'-' (standard input) cannot be mixed with other inputs")
     if output:
+        if output != "-" and Path(output).is_dir():
+            raise CodecError(f"{output} is a directory")
         return [output]
     if out_dir:
         d = Path(out_dir)
@@ -61,9 +90,16 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | No
         outs = [str(d / (("stdin" if i == "-" else Path(i).stem) + tag + suffix)) for i in inputs]
     else:
         outs = ["-" if i == "-" else str(Path(i).with_name(Path(i).stem + tag + suffix)) for i in inputs]
+    seen: dict[str, str] = {}
     for i, o in zip(inputs, outs):
-        if o != "-" and not force and Path(o).exists() and not out_dir:
+        if o == "-":
+            continue
+        if not force and Path(o).exists():
             raise CodecError(f"{o} already exists (name the output with -o, or pass --force to overwrite it)")
+        key = str(Path(o).resolve())
+        if key in seen and not force:
+            raise CodecError(f"{seen[key]} and {i} would both be written to {o} (pass --force to let the last win)")
+        seen[key] = i
     return outs
 
 
@@ -99,6 +135,16 @@ class _nullbar:
         return False
 
 
+def _device(ctx, param, value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise click.BadParameter(f"'{value}' is not auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
+device_option = click.option("--device", default="cpu", show_default=True, callback=_device,
+                             help="auto, cpu, cuda, cuda:N or mps")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lstmcodec")
 def cli() -> None:
@@ -114,7 +160,7 @@ def cli() -> None:
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="rate target: the most iterations that fit this many bits per pixel")
 @click.option("--size", type=click.IntRange(min=1), help="rate target: the most iterations that fit this many bytes")
 @click.option("--quality", type=click.FloatRange(0, 1), help="quality target: the fewest iterations reaching this MS-SSIM")
-@click.option("--adaptive", is_flag=True, help="with --quality: each tile stops receiving iterations once its own quality is reached")
+@click.option("--adaptive", "adaptive_mode", is_flag=True, help="with --quality: each tile stops receiving iterations once its own quality is reached")
 @click.option("--tile", type=click.Choice(["16", "32", "64", "128"]), default="32", show_default=True,
               help="tile side in pixels for --adaptive")
 @click.option("--tiles", default="auto", show_default=True, metavar="auto|off|PIXELS",
@@ -123,21 +169,23 @@ def cli() -> None:
 @click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
 @click.option("--denoise", "denoise_first", is_flag=True, help="denoise before coding (noise costs bits)")
 @click.option("--denoiser", default=DEFAULT_DENOISER, show_default=True, help="the denoiser --denoise uses: bundled name or weights path")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@device_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, tile, tiles, model, denoise_first, denoiser,
-           device, force, quiet) -> int:
+def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mode, tile, tiles, model, denoise_first,
+           denoiser, device, force, quiet) -> int:
     """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
     if sum(v is not None for v in (bpp, size, quality)) > 1:
         raise click.UsageError("give at most one of --bpp, --size and --quality")
-    if adaptive and quality is None:
+    if adaptive_mode and quality is None:
         raise click.UsageError("--adaptive needs --quality")
     if tiles not in ("auto", "off") and not tiles.isdigit():
         raise click.BadParameter(f"'{tiles}' is not auto, off or a number of pixels", param_hint="--tiles")
-    if adaptive and tiles != "auto":
+    if adaptive_mode and tiles != "auto":
         raise click.UsageError("--adaptive does not combine with --tiles")
-    target = codec.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
+    from . import adaptive, api, ratecontrol
+
+    target = ratecontrol.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
     outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
     max_iterations = iterations or (16 if target else 8)
 
@@ -147,8 +195,8 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, ti
             from .denoiser import denoise as run_denoiser
             image = run_denoiser(image, denoiser, device)
         src = prepare(image)
-        if adaptive:
-            res, run = codec.encode_adaptive(src, quality, max_iterations, int(tile), model, device)
+        if adaptive_mode:
+            res, run = adaptive.encode_adaptive(api.encoder(src, model, device), src, quality, max_iterations, int(tile))
             chosen = len(run.planes)
             if run.counts.min() == run.counts.max():
                 _note(f"{inp}: uniform iterations were the smallest file: every tile gets {chosen}", quiet)
@@ -156,9 +204,9 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, ti
                 _note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
                       f"(mean {run.counts.mean():.2f})", quiet)
         elif target is None:
-            res, chosen = codec.encode_image(src, max_iterations, model, device, tiles=tiles), max_iterations
+            res, chosen = api.encode_image(src, max_iterations, model, device, tiles), max_iterations
         else:
-            res, chosen = codec.encode_to_target(src, target, max_iterations, model, device, tiles)
+            res, chosen = ratecontrol.encode_to_target(api.encoder(src, model, device), src, target, max_iterations, tiles)
             _note(f"{inp}: chose {chosen} iterations", quiet)
         for n in res.notices:
             _note(f"notice: {inp}: {n}", quiet)
@@ -177,7 +225,7 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive, ti
 @click.option("-i", "--iterations", type=click.IntRange(1, 64), default=None, help="decode only the first N iterations")
 @click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
 @click.option("--model", default=None, help="weights path, when the file's model is not bundled")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@device_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet) -> int:
@@ -185,11 +233,13 @@ def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet
     suffix = "." + (fmt or "png").lower()
     outputs = _plan_outputs(inputs, output, out_dir, suffix, force)
 
+    from . import api
+
     def work(inp: str, out: str) -> None:
         data = _read_input(inp)
-        data = codec.read_file(data) if isinstance(data, str) else data
+        data = read_file(data) if isinstance(data, str) else data
         out_fmt = fmt or ("png" if out == "-" else format_for(out))
-        image = codec.decode(data, iterations, model, device)
+        image = api.decode(data, iterations, model, device)
         _write_output(out, encode_image_bytes(image, out_fmt))
         _note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
 
@@ -202,12 +252,14 @@ def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet
 @click.option("--map", "map_path", help="write the iteration map of an adaptive file as an image (brighter: more iterations)")
 def info(input, as_json, map_path) -> int:
     """Describe a .lstm file: size, mode, iterations, bytes per iteration, bpp, model."""
-    data = sys.stdin.buffer.read() if input == "-" else codec.read_file(input)
-    fi = codec.info(data)
+    from . import fileinfo
+
+    data = sys.stdin.buffer.read() if input == "-" else read_file(input)
+    fi = fileinfo.info(data)
     if map_path:
         if fi.tile_iterations is None:
             raise CodecError(f"{input}: not an adaptive file; it has no iteration map")
-        _write_output(map_path, encode_image_bytes(codec.map_image(fi), format_for(map_path)))
+        _write_output(map_path, encode_image_bytes(fileinfo.map_image(fi), format_for(map_path)))
     if as_json:
         click.echo(json.dumps(fi.to_dict(), indent=2))
         return 0
@@ -217,9 +269,9 @@ def info(input, as_json, map_path) -> int:
     click.echo(f"model: {fi.model} ({fi.fingerprint})")
     click.echo(f"header and metadata: {fi.file_bytes - sum(fi.iteration_bytes)} bytes")
     if fi.tile_iterations is not None:
-        counts = np.asarray(fi.tile_iterations)
-        click.echo(f"adaptive: {counts.size} tiles of {fi.tile} px, {counts.min()} to {counts.max()} iterations "
-                   f"(mean {counts.mean():.2f})")
+        counts = [c for row in fi.tile_iterations for c in row]
+        click.echo(f"adaptive: {len(counts)} tiles of {fi.tile} px, {min(counts)} to {max(counts)} iterations "
+                   f"(mean {sum(counts) / len(counts):.2f})")
     if fi.tiles is not None:
         t = fi.tiles
         click.echo(f"tiled: {t['rows']} x {t['columns']} tiles of {t['side']} px overlapping by {t['overlap']} px")
@@ -243,19 +295,19 @@ def _parse_range(text: str) -> list[int]:
 
 
 @cli.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("images", nargs=-1, required=True)
 @click.option("--iterations", default="1-16", show_default=True, help="iteration counts to measure: a range or a list")
 @click.option("--codecs", default="jpeg,webp,jpeg2000,avif", show_default=True, help="classical codecs (Pillow) beside it")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@device_option
 @click.option("-o", "--output", "out_dir", help="results: a .json file (a list, one CompressAI-layout object per codec) or a folder (one file per codec)")
 @click.option("--plot", "plot_path", help="write an RD plot (MS-SSIM dB and PSNR against bpp); needs matplotlib")
 @click.option("--compare", multiple=True, help="CompressAI-layout JSON files to overlay on the plot")
 @click.option("--per-image", is_flag=True, help="store per-image values in the JSON")
 @click.option("--limit", type=int, default=None, help="only the first N images")
 @click.option("-q", "--quiet", is_flag=True)
-def bench(folder, iterations, codecs, model, device, out_dir, plot_path, compare, per_image, limit, quiet) -> int:
-    """Rate–distortion and speed of lstmcodec against JPEG, WebP, JPEG 2000 and AVIF on a folder of images."""
+def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare, per_image, limit, quiet) -> int:
+    """Rate–distortion and speed of lstmcodec against JPEG, WebP, JPEG 2000 and AVIF on images (folders or files)."""
     from . import bench as bench_mod
 
     its = _parse_range(iterations)
@@ -267,7 +319,7 @@ def bench(folder, iterations, codecs, model, device, out_dir, plot_path, compare
     for c in missing:
         _err(f"{c} is not available in this Pillow build; skipped")
     names = [c for c in names if c not in missing]
-    ours, others = bench_mod.run(folder, its, names, model, device, limit, per_image, quiet)
+    ours, others = bench_mod.run(images, its, names, model, device, limit, per_image, quiet)
     click.echo(bench_mod.summary_table(ours, others))
     results = [ours] + list(others.values())
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
@@ -316,7 +368,7 @@ def plot(files, output) -> int:
 @click.option("--model", default=DEFAULT_DENOISER, show_default=True, help="bundled denoiser (photo, mnist) or weights path")
 @click.option("--ensemble", is_flag=True, help="average 8 passes over rotations and mirror images: a little more PSNR, 8x the time")
 @click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@device_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def denoise(inputs, output, out_dir, model, ensemble, fmt, device, force, quiet) -> int:
@@ -341,7 +393,7 @@ def denoise(inputs, output, out_dir, model, ensemble, fmt, device, force, quiet)
 @click.option("--model", default="cifar10", show_default=True, help="bundled classifier (cifar10, mnist) or weights path")
 @click.option("--top", "-k", type=click.IntRange(min=1), default=3, show_default=True, help="how many classes to list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output: one JSON object per image, one per line")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or mps")
+@device_option
 def classify(inputs, model, top, as_json, device) -> int:
     """Name what images show (images are resized to the model's input size)."""
     from .classifier import classify as run_classifier
@@ -359,16 +411,18 @@ def classify(inputs, model, top, as_json, device) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; every failure is one `error:` line on stderr and an exit status (module docstring)."""
     try:
         rv = cli.main(args=argv, prog_name="lstmcodec", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.UsageError as e:
-        e.show()
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        _err(" ".join(e.format_message().split()) + hint)
         return 2
     except click.ClickException as e:
-        e.show()
+        _err(" ".join(e.format_message().split()))
         return 1
     except (click.exceptions.Abort, KeyboardInterrupt):
         _err("interrupted")
@@ -377,4 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(e))
         return 1
     except BrokenPipeError:
+        _detach_stdout()
+        _err("standard output was closed before everything was written")
+        return 1
+    except MemoryError:
+        _err("not enough memory for this input")
         return 1

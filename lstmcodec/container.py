@@ -17,6 +17,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from . import geometry
 from .errors import CodecError
 
 MAGIC = b"LSTM"
@@ -27,12 +28,18 @@ VERSIONS = (VERSION, ADAPTIVE_VERSION, TILED_VERSION)
 MODES = ("L", "RGB", "RGBA", "LA")
 # cap on the pixels of an image padded to 16x16 blocks, checked before any allocation;
 # set LSTMCODEC_MAX_PIXELS to change it
-def _max_pixels_from_env(default: int = 1 << 28) -> int:
-    value = os.environ.get("LSTMCODEC_MAX_PIXELS", "")
+def _positive_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
     return int(value) if value.isdigit() and int(value) > 0 else default
 
 
-MAX_PIXELS = _max_pixels_from_env()
+MAX_PIXELS = _positive_env("LSTMCODEC_MAX_PIXELS", 1 << 28)
+# The decoder's work budget, in pixel-iterations (pixels the networks process, times the iterations decoded): any
+# file may ask for FREE_WORK, a larger one WORK_PER_BYTE for every byte it holds. Real files need far less: a flat
+# grey 1024x1024 image at 16 iterations, the cheapest kind, takes 660 pixel-iterations per byte, a photograph
+# about 100. A header that claims a large image from a few bytes would otherwise cost minutes and gigabytes.
+FREE_WORK = 1 << 21                                              # a 512x256 image at 16 iterations
+WORK_PER_BYTE = _positive_env("LSTMCODEC_WORK_PER_BYTE", 2048)
 MAX_ITERATIONS = 64
 ITERATION, ALPHA, ICC, MAP = b"I", b"A", b"C", b"M"
 _FIXED = struct.Struct("<4sBBIIBBB")   # magic, version, flags, width, height, mode, iterations, name length
@@ -85,9 +92,14 @@ def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, i
     return b"".join(out)
 
 
-def padded_pixels(width: int, height: int) -> int:
-    """Pixels the networks process: the image padded to whole 16x16 blocks (what the cap bounds)."""
-    return (-(-width // 16) * 16) * (-(-height // 16) * 16)
+def check_work(pixels: int, iterations: int, file_bytes: int) -> None:
+    """Refuses a decode of `iterations` iterations over `pixels` network pixels that a file of `file_bytes` bytes
+    cannot honestly ask for (FREE_WORK, WORK_PER_BYTE)."""
+    work, allowed = pixels * iterations, max(FREE_WORK, WORK_PER_BYTE * file_bytes)
+    if work > allowed:
+        raise CodecError(f"the file claims {pixels} pixels at {iterations} iterations from only {file_bytes} bytes: "
+                         f"more decoding work than a real file of its size needs (at most {WORK_PER_BYTE} "
+                         "pixel-iterations per byte; LSTMCODEC_WORK_PER_BYTE raises it)")
 
 
 def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int, int]:
@@ -112,9 +124,9 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int
         raise CodecError("corrupt .lstm header (CRC mismatch)")
     if width < 1 or height < 1:
         raise CodecError(f"invalid image size {width}x{height}")
-    if padded_pixels(width, height) > max_pixels:
+    if geometry.padded_pixels(width, height) > max_pixels:
         raise CodecError(f"image size {width}x{height} exceeds the limit of {max_pixels} pixels "
-                         "(counted after padding to 16-pixel blocks)")
+                         f"(counted after padding to {geometry.BLOCK}-pixel blocks)")
     if mode >= len(MODES):
         raise CodecError(f"unknown image mode {mode}")
     if not 1 <= iterations <= MAX_ITERATIONS:
@@ -128,7 +140,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int
     if version == TILED_VERSION:
         tiles = _TILES.unpack_from(data, fp_end)
         side, overlap = tiles
-        if side % 16 or overlap % 16 or side < 64 or 4 * overlap > side:
+        if side % geometry.BLOCK or overlap % geometry.BLOCK or side < 64 or 4 * overlap > side:
             raise CodecError(f"invalid tiling in header (tile side {side}, overlap {overlap})")
     return Header(width, height, MODES[mode], iterations, name, fp, tiles), size + 4, version
 

@@ -45,11 +45,36 @@ def split_holdout(files: Sequence[Path], every: int = 20) -> tuple[list[Path], l
     return train, val
 
 
+# The held-back photographs (split_holdout of bsds432) with the most saturated colour times the finest texture
+# (Hasler and Süsstrunk's colourfulness times the mean absolute gradient): the colourful set that every bench
+# reports beside Kodak. No bundled model was trained on them.
+COLOURFUL = ("113044.jpg", "259060.jpg", "228076.jpg", "376020.jpg", "169012.jpg", "145079.jpg", "311081.jpg",
+             "65074.jpg")
+
+
+def colourful(folder: str | Path) -> list[Path]:
+    """The colourful held-back photographs of a bsds432 folder (COLOURFUL), checked to be held back there."""
+    files = list_images([folder])
+    held = {f.name for f in split_holdout(files)[1]}
+    chosen = [f for f in files if f.name in COLOURFUL]
+    if len(chosen) != len(COLOURFUL) or not all(f.name in held for f in chosen):
+        raise FileNotFoundError(f"{folder} is not the bsds432 folder the colourful set comes from")
+    return chosen
+
+
 def load_rgb(path: str | Path) -> torch.Tensor:
     """An image file as a 3 x H x W uint8 tensor."""
     with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def center_crop(im: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size crop of a C x H x W image (smaller where the image is)."""
+    h, w = im.shape[1:]
+    size = min(size, h, w)
+    y, x = (h - size) // 2, (w - size) // 2
+    return im[:, y:y + size, x:x + size]
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -63,10 +88,13 @@ class RandomCrops:
     `hard` in [0, 1): the fraction of candidate crops thrown away as too easy. The sampler
     draws batch / (1 - hard) candidates and keeps the ones with the most gradient energy
     (a cheap stand-in for "the patches PNG compresses worst" of Toderici et al.).
+    `device`: where the images are held and the crops cut (a GPU: the training set is uploaded once, and no
+    batch crosses the bus); the random draws are the same on every device.
     """
 
-    def __init__(self, images: Sequence[torch.Tensor], size: int, batch: int, seed: int = 0, hard: float = 0.0):
-        self.images = [im for im in images if im.shape[1] >= size and im.shape[2] >= size]
+    def __init__(self, images: Sequence[torch.Tensor], size: int, batch: int, seed: int = 0, hard: float = 0.0,
+                 device: torch.device | str = "cpu"):
+        self.images = [im.to(device) for im in images if im.shape[1] >= size and im.shape[2] >= size]
         if not self.images:
             raise ValueError(f"no image is at least {size}x{size}")
         self.size, self.batch, self.seed, self.hard = size, batch, seed, hard
@@ -86,8 +114,8 @@ class RandomCrops:
             f = batch.float()
             energy = (f[..., 1:, :] - f[..., :-1, :]).abs().mean((1, 2, 3)) + (f[..., 1:] - f[..., :-1]).abs().mean((1, 2, 3))
             batch = batch[energy.argsort(descending=True)[: self.batch]]
-        flip_h = torch.rand(self.batch, generator=g) < 0.5
-        flip_v = torch.rand(self.batch, generator=g) < 0.5
+        flip_h = (torch.rand(self.batch, generator=g) < 0.5).to(batch.device)
+        flip_v = (torch.rand(self.batch, generator=g) < 0.5).to(batch.device)
         batch[flip_h] = batch[flip_h].flip(-1)
         batch[flip_v] = batch[flip_v].flip(-2)
         return to_unit(batch)
@@ -301,3 +329,14 @@ class Noise:
         else:
             y = torch.poisson(x.clamp(min=0) * self.peak, generator=g) / self.peak
         return y.clamp(0, 1) if self.clip else y
+
+
+if __name__ == "__main__":  # python -m lstmcodec.data colourful FOLDER: the colourful held-back set's paths
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "colourful":
+        sys.exit("usage: python -m lstmcodec.data colourful BSDS432_FOLDER")
+    try:
+        print(" ".join(str(f) for f in colourful(sys.argv[2])))
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")

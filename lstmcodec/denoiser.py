@@ -5,26 +5,19 @@ so the stitched result equals a single pass over the whole image (no seams) whil
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import CodecError
 from .imageio import open_image, prepare, to_pil
-from .runtime import select_device
-from .weights import DEFAULT_DENOISER, LoadedNet, load_net
+from .zoo import DEFAULT_DENOISER, LoadedNet, load_net
 
 TILE = 512  # pixels per tile side, before margins
 
 
-@lru_cache(maxsize=4)
 def get_denoiser(name_or_path: str = DEFAULT_DENOISER, device: str = "cpu") -> LoadedNet:
-    try:
-        return load_net("denoise", name_or_path, select_device(device))
-    except ValueError as e:
-        raise CodecError(str(e)) from None
+    """A bundled denoiser by name, or a weights file by path (loaded once per process)."""
+    return load_net("denoise", name_or_path, device)
 
 
 def margin(net: LoadedNet) -> int:

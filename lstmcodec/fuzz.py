@@ -1,28 +1,37 @@
-"""A fuzz harness for the .lstm reader: mutated, truncated and spliced real files and random headers.
+"""A fuzz harness for everything lstmcodec reads from strangers: .lstm files, images and weights files.
 
     python -m lstmcodec.fuzz --runs 100000 --seed 1        # the long, opt-in job (docs/robustness.md)
 
-Every input must either decode or raise CodecError, within a time limit; anything else is a finding.
-Half of the mutated inputs get their CRCs repaired after mutation, so that the damage reaches the
-layers behind the checksums (chunk framing, entropy decoding, the network) instead of stopping at the
-first CRC check. The seed files are small, real encodings made at start-up with the bundled model.
+Every input must either work or raise CodecError, within a time limit; anything else is a finding.
+- .lstm files: mutated, truncated and spliced real files and hostile headers. Half of the mutated inputs get
+  their CRCs repaired after mutation, so that the damage reaches the layers behind the checksums (chunk framing,
+  entropy decoding, the network). The seed files are small, real encodings made at start-up with the default model.
+- images (one input in 8): every format Pillow writes, in odd modes and sizes, truncated, bit-flipped, with a
+  header claiming a huge size; read and prepared as encode reads them (and encoded when small).
+- weights files (one input in 16): a real codec or denoiser weights file with its fields replaced by wrong
+  types, out-of-range or oversized values, tensors of other shapes or types, truncated or random bytes, or a
+  plain pickle; loaded as --model PATH loads them.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import pickle
 import random
 import struct
 import sys
+import tempfile
 import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from . import codec, container
+from . import adaptive, api, container, zoo
 from .errors import CodecError
-from .imageio import prepare
+from .imageio import open_image, prepare
 
 SPECIAL = [0, 1, 0x7F, 0x80, 0xFE, 0xFF]
 
@@ -37,13 +46,14 @@ def seed_files() -> list[bytes]:
     rgb = np.stack([base, base[::-1], 255 - base], axis=2)
     rgba = Image.fromarray(rgb).convert("RGBA")
     rgba.putalpha(Image.fromarray(g.integers(0, 256, (40, 56), dtype=np.uint8)))
+    codec = zoo.load_codec()
     return [
-        codec.encode(rgb, iterations=4),
-        codec.encode(Image.fromarray(base), iterations=2),
-        codec.encode(rgba, iterations=3),
-        codec.encode(rgb[:17, :9], iterations=1),
-        codec.encode_adaptive(prepare(Image.fromarray(rgb)), 0.7, max_iterations=4, tile=16, tries=1)[0].data,
-        codec.encode_image(prepare(Image.fromarray(np.tile(rgb, (2, 2, 1))[:72, :72])), 2, tiles=64).data,
+        codec.compress(rgb, iterations=4),
+        codec.compress(Image.fromarray(base), iterations=2),
+        codec.compress(rgba, iterations=3),
+        codec.compress(rgb[:17, :9], iterations=1),
+        adaptive.encode_adaptive(codec, prepare(Image.fromarray(rgb)), 0.7, max_iterations=4, tile=16, tries=1)[0].data,
+        codec.compress(np.tile(rgb, (2, 2, 1))[:72, :72], 2, tiles=64),
     ]
 
 
@@ -113,6 +123,118 @@ def mutate(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
     return kind, bytes(data)
 
 
+# ----------------------------------------------------------------------------- images and weights files
+
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO", "TGA", "PCX", "DDS", "SGI",
+                 "JPEG2000", "EPS", "XBM", "QOI")
+MODES = ("RGB", "RGBA", "L", "LA", "P", "1", "I", "I;16", "F", "CMYK", "YCbCr")
+
+
+def image_seeds(rng: random.Random) -> list[bytes]:
+    """Small real image files of many formats and modes (whatever this Pillow can write)."""
+    from PIL import Image
+
+    base = np.add.outer(np.arange(24), np.arange(40)).astype(np.uint8) * 5
+    out = []
+    for fmt in IMAGE_FORMATS:
+        for mode in MODES:
+            try:
+                im = Image.fromarray(np.stack([base, base[::-1], 255 - base], 2)).convert(mode)
+                buf = io.BytesIO()
+                im.save(buf, format=fmt)
+                out.append(buf.getvalue())
+            except Exception:  # this format does not take this mode (or is not built in)
+                continue
+    return out
+
+
+def bomb(rng: random.Random) -> bytes:
+    """A PNG whose header claims a huge size (the image data is missing)."""
+    w, h = rng.choice([(100_000, 100_000), (1 << 16, 1), (1, 1 << 31 - 1), (65535, 65535)])
+    head = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + head
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(head)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def mutate_image(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
+    data = bytearray(rng.choice(seeds))
+    kind = rng.choice(["image", "image-flip", "image-truncate", "image-bytes", "image-bomb"])
+    if kind == "image-flip":
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(data))
+            data[i] ^= 1 << rng.randrange(8)
+    elif kind == "image-truncate":
+        data = data[:rng.randrange(1, len(data))]
+    elif kind == "image-bytes":
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(min(len(data), 64))] = rng.choice(SPECIAL + [rng.randrange(256)])
+    elif kind == "image-bomb":
+        data = bytearray(bomb(rng))
+    return kind, bytes(data)
+
+
+def try_image(data: bytes) -> None:
+    """What encode does with an input image: read, prepare, and (when small) code it."""
+    src = prepare(open_image(data, name="input"))
+    h, w = src.rgb.shape[:2]
+    if h * w <= 64 * 64:
+        zoo.load_codec().encode_source(src, 1)
+
+
+def weights_seed() -> dict:
+    """The default codec's weights file as a dict (what torch.load gives)."""
+    import torch
+
+    path, _ = zoo.resolve("codec", "default")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+HOSTILE_VALUES = [None, 0, -5, 1, 10 ** 9, 2 ** 63, 1e6, -1.5, float("nan"), "x", "", [], [2 ** 20] * 4, {}, True,
+                  [1, 2, 3], "lstm" * 100]
+
+
+def mutate_weights(rng: random.Random, blob: dict) -> tuple[str, bytes]:
+    """A weights file with one hostile change, serialised as torch.save would write it."""
+    import copy
+
+    import torch
+
+    kind = rng.choice(["weights-config", "weights-field", "weights-tensor", "weights-truncate", "weights-pickle",
+                       "weights-bytes"])
+    b = copy.copy(blob)
+    buf = io.BytesIO()
+    if kind == "weights-config":
+        b["config"] = dict(b["config"], **{rng.choice(list(b["config"]) + ["bits", "width"]): rng.choice(HOSTILE_VALUES)})
+    elif kind == "weights-field":
+        b[rng.choice(["name", "config", "format", "state_dict", "meta", "task", "entropy_prior",
+                      "entropy_mixer"])] = rng.choice(HOSTILE_VALUES)
+    elif kind == "weights-tensor":
+        sd = dict(b["state_dict"])
+        key = rng.choice(sorted(sd))
+        sd[key] = rng.choice([sd[key][:1], sd[key].float().double(), torch.zeros(3), sd[key].flatten(), torch.zeros(0)])
+        b["state_dict"] = sd
+    elif kind == "weights-pickle":
+        pickle.dump({"format": "lstmcodec-weights/1", "obj": Path(".")}, buf)
+        return kind, buf.getvalue()
+    torch.save(b, buf)
+    data = buf.getvalue()
+    if kind == "weights-truncate":
+        data = data[:rng.randrange(len(data))]
+    elif kind == "weights-bytes":
+        data = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        data = bytes(data)
+    return kind, data
+
+
+def try_weights(data: bytes, folder: Path) -> None:
+    path = folder / "w.pt"
+    path.write_bytes(data)
+    zoo.load_codec(str(path)).compress(np.zeros((16, 16, 3), np.uint8), 1)
+    zoo.clear_cache()
+
+
 @dataclass
 class Report:
     runs: int = 0
@@ -123,42 +245,45 @@ class Report:
     findings: list[str] = field(default_factory=list)
 
 
-def run(runs: int, seed: int = 0, time_limit_s: float = 2.0, seeds: list[bytes] | None = None,
-        progress: bool = False, max_pixels: int = 1 << 16) -> Report:
-    """Decode `runs` fuzz inputs. A header may claim any size up to the pixel cap, and decoding a claimed
-    image costs time in proportion to its size, however few bytes the file has (an all-zero plane codes to
-    almost nothing, as in any entropy coder). The cap is therefore lowered for the run (as
-    LSTMCODEC_MAX_PIXELS would) to 2^16 pixels, where a full decode stays under the time limit."""
+def run(runs: int, seed: int = 0, time_limit_s: float = 5.0, seeds: list[bytes] | None = None,
+        progress: bool = False, corpus: bool = True) -> Report:
+    """Try `runs` hostile inputs (with corpus, one in 8 an image and one in 16 a weights file, the rest .lstm
+    files). The decoder runs with its real limits: the pixel cap and the work budget (container.check_work)
+    are what keep a header that claims a large image from costing more than the time limit."""
     rng = random.Random(seed)
     seeds = seeds or seed_files()
-    saved, container.MAX_PIXELS = container.MAX_PIXELS, max_pixels
-    try:
-        return _run(rng, runs, seeds, time_limit_s, progress)
-    finally:
-        container.MAX_PIXELS = saved
-
-
-def _run(rng: random.Random, runs: int, seeds: list[bytes], time_limit_s: float, progress: bool) -> Report:
+    images = image_seeds(rng) if corpus else []
+    blob = weights_seed() if corpus else None
     rep = Report()
-    for k in range(runs):
-        kind, data = mutate(rng, seeds)
-        rep.by_kind[kind] += 1
-        t0 = time.perf_counter()
-        try:
-            codec.decode(data)
-            rep.decoded += 1
-        except CodecError:
-            rep.refused += 1
-        except Exception as e:  # anything but CodecError is a finding
-            rep.findings.append(f"input {k} ({kind}): {type(e).__name__}: {e}"[:300])
-        dt = time.perf_counter() - t0
-        rep.slowest_s = max(rep.slowest_s, dt)
-        if dt > time_limit_s:
-            rep.findings.append(f"input {k} ({kind}): took {dt:.2f} s")
-        rep.runs += 1
-        if progress and (k + 1) % 1000 == 0:
-            print(f"{k + 1} inputs: {rep.decoded} decoded, {rep.refused} refused, {len(rep.findings)} findings, "
-                  f"slowest {rep.slowest_s:.3f} s", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(runs):
+            draw = rng.random()
+            if corpus and draw < 1 / 16:
+                kind, data = mutate_weights(rng, blob)
+                attempt = lambda d=data: try_weights(d, Path(tmp))  # noqa: E731
+            elif corpus and draw < 3 / 16:
+                kind, data = mutate_image(rng, images)
+                attempt = lambda d=data: try_image(d)  # noqa: E731
+            else:
+                kind, data = mutate(rng, seeds)
+                attempt = lambda d=data: api.decode(d)  # noqa: E731
+            rep.by_kind[kind] += 1
+            t0 = time.perf_counter()
+            try:
+                attempt()
+                rep.decoded += 1
+            except CodecError:
+                rep.refused += 1
+            except Exception as e:  # anything but CodecError is a finding
+                rep.findings.append(f"input {k} ({kind}): {type(e).__name__}: {e}"[:300])
+            dt = time.perf_counter() - t0
+            rep.slowest_s = max(rep.slowest_s, dt)
+            if dt > time_limit_s:
+                rep.findings.append(f"input {k} ({kind}, {len(data)} bytes): took {dt:.2f} s")
+            rep.runs += 1
+            if progress and (k + 1) % 1000 == 0:
+                print(f"{k + 1} inputs: {rep.decoded} decoded, {rep.refused} refused, {len(rep.findings)} findings, "
+                      f"slowest {rep.slowest_s:.3f} s", file=sys.stderr, flush=True)
     return rep
 
 
@@ -166,10 +291,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=2.0, help="seconds one input may take")
-    p.add_argument("--max-pixels", type=int, default=1 << 16, help="the decoder's pixel cap during the run")
+    p.add_argument("--time-limit", type=float, default=5.0, help="seconds one input may take")
+    p.add_argument("--no-corpus", action="store_true", help=".lstm files only (no images, no weights files)")
     args = p.parse_args(argv)
-    rep = run(args.runs, args.seed, args.time_limit, progress=True, max_pixels=args.max_pixels)
+    rep = run(args.runs, args.seed, args.time_limit, progress=True, corpus=not args.no_corpus)
     print(f"{rep.runs} inputs (seed {args.seed}): {rep.decoded} decoded, {rep.refused} refused with CodecError, "
           f"{len(rep.findings)} findings; slowest input {rep.slowest_s:.3f} s")
     for kind, n in sorted(rep.by_kind.items()):

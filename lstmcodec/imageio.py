@@ -1,11 +1,13 @@
 """Reading and writing images: modes, alpha, 16-bit, EXIF orientation, ICC profiles, atomic writes."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +47,8 @@ def open_image(source, name: str = "image") -> Image.Image:
     else:
         raise CodecError(f"cannot read an image from a {type(source).__name__}")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_stderr():
+            warnings.simplefilter("ignore")  # Pillow's warnings about odd files are not the user's to read
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(fp)
             im.load()
@@ -54,12 +57,51 @@ def open_image(source, name: str = "image") -> Image.Image:
         raise CodecError(f"{name}: image is too large (over Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except UnidentifiedImageError:
         raise CodecError(f"{name}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise CodecError(f"{name}: cannot read image ({e})") from None
+    except MemoryError:
+        raise CodecError(f"{name}: not enough memory to read this image") from None
+    except Exception as e:  # Pillow's plugins raise many types (NotImplementedError for unsupported DDS formats, ...)
+        raise CodecError(f"{name}: cannot read image ({_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence what C libraries (libtiff, libpng, ...) print straight to file descriptor 2 while Pillow decodes or
+    converts an image: the command line's promise is one line on stderr, and nothing else writes while it runs."""
+    try:
+        saved = os.dup(2)
+    except OSError:   # no stderr to protect
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def prepare(im: Image.Image) -> SourceImage:
-    """Apply EXIF orientation and bring any Pillow mode to RGB (+ alpha), with notices for lossy conversions."""
+    """Apply EXIF orientation and bring any Pillow mode to RGB (+ alpha), with notices for lossy conversions.
+    An image that cannot be converted is a CodecError."""
+    try:
+        with warnings.catch_warnings(), quiet_stderr():
+            warnings.simplefilter("ignore")
+            return _prepare(im)
+    except CodecError:
+        raise
+    except MemoryError:
+        raise CodecError("not enough memory to convert this image") from None
+    except Exception as e:
+        raise CodecError(f"cannot convert a {im.mode} image ({_one_line(e)})") from None
+
+
+def _prepare(im: Image.Image) -> SourceImage:
     notices: list[str] = []
     icc = im.info.get("icc_profile") or None
     try:
@@ -113,6 +155,50 @@ def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | No
     return im
 
 
+# ----------------------------------------------------------------------------- the alpha and ICC chunks of a .lstm file
+
+
+def pack_alpha(alpha: np.ndarray) -> bytes:
+    """An H x W uint8 alpha channel as the payload of an alpha chunk: a PNG (lossless)."""
+    buf = io.BytesIO()
+    Image.fromarray(alpha, "L").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def unpack_alpha(payload: bytes, w: int, h: int) -> np.ndarray:
+    if not payload.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise CodecError("corrupt alpha chunk")
+    try:
+        with Image.open(io.BytesIO(payload)) as im:
+            if im.size != (w, h) or im.mode != "L":
+                raise CodecError("alpha chunk does not match the image size")
+            im.load()
+            return np.asarray(im).copy()
+    except CodecError:
+        raise
+    except Exception:
+        raise CodecError("corrupt alpha chunk") from None
+
+
+def pack_icc(icc: bytes) -> bytes:
+    """An ICC profile as the payload of an ICC chunk: zlib-compressed."""
+    return zlib.compress(icc, 9)
+
+
+def unpack_icc(payload: bytes) -> bytes:
+    try:
+        d = zlib.decompressobj()
+        icc = d.decompress(payload, 1 << 24)
+        if d.unconsumed_tail:
+            raise CodecError("ICC profile chunk is larger than 16 MiB")
+        return icc
+    except zlib.error:
+        raise CodecError("corrupt ICC profile chunk") from None
+
+
+# ----------------------------------------------------------------------------- decoded images as files
+
+
 def encode_image_bytes(im: Image.Image, fmt: str) -> bytes:
     """Serialise a decoded image in format `fmt` (png, jpeg, webp, ...), keeping its ICC profile."""
     fmt = fmt.upper()
@@ -143,6 +229,19 @@ def format_for(path: str | os.PathLike, default: str = "png") -> str:
     if ext not in known:
         raise CodecError(f"{path}: unknown output format '.{ext}'")
     return ext
+
+
+def read_file(path) -> bytes:
+    """The bytes of a file, or CodecError with a one-line reason."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise CodecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CodecError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise CodecError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:

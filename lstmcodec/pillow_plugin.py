@@ -27,7 +27,7 @@ class LstmImageFile(ImageFile.ImageFile):
 
     def load(self):
         if getattr(self, "_lstm_data", None) is not None:
-            from .codec import decode
+            from .api import decode
 
             decoded = decode(self._lstm_data)
             self._lstm_data = None

@@ -179,6 +179,11 @@ def add_runtime_arguments(p) -> None:
                    help="bf16 autocast on the CPU too: 2x faster steps on CPUs with native bf16 (AVX512-BF16, AMX), slower on others")
     g.add_argument("--checkpoint-every", type=float, default=300, help="seconds between checkpoints")
     g.add_argument("--time-limit", type=float, default=0, help="seconds; stop with a checkpoint after this long (0: none)")
+    g.add_argument("--stop-at", type=int, default=0, metavar="STEP",
+                   help="stop with a checkpoint at this step, the schedule still planned for --steps (0: at --steps)")
+    g.add_argument("--schedule-over", choices=["steps", "time"], default="steps",
+                   help="time: the learning-rate schedule runs over --time-limit, and reaching it is the run's end")
+    g.add_argument("--eval-at-start", action="store_true", help="also evaluate before the first step")
 
 
 @dataclass
@@ -204,10 +209,15 @@ class FitConfig:
     eval_every: int = 0          # steps between evaluations (0: only at the end)
     checkpoint_every_s: float = 300.0
     time_limit_s: float = 0.0    # stop cleanly with a checkpoint after this many seconds (0: no limit)
+    stop_at: int = 0             # stop cleanly with a checkpoint at this step, the schedule planned for `steps` (0: off)
+    schedule_over: str = "steps" # "steps", or "time": the schedule runs over time_limit_s, whose end is the run's end
+    eval_at_start: bool = False  # also evaluate before the first step (the "before" of a run's report)
     extra: dict = field(default_factory=dict)  # script-specific settings, saved in the checkpoint
 
 
-def learning_rate(cfg: FitConfig, step: int) -> float:
+def learning_rate(cfg: FitConfig, step: int, elapsed_s: float = 0.0) -> float:
+    """The learning rate of a step: warm-up, then the schedule over the steps (or, with schedule_over "time", over
+    the time limit: elapsed_s / time_limit_s is the progress, for a run planned in minutes, not steps)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.schedule == "constant":
@@ -216,7 +226,10 @@ def learning_rate(cfg: FitConfig, step: int) -> float:
     if cfg.schedule == "sawtooth":
         phase = ((step - cfg.warmup) % cfg.cycle) / cfg.cycle
         return cfg.lr - (cfg.lr - lo) * phase
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.schedule_over == "time":
+        progress = min(1.0, elapsed_s / max(cfg.time_limit_s, 1e-9))
+    else:
+        progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     if cfg.schedule == "linear":
         return cfg.lr - (cfg.lr - lo) * progress
     return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * progress))
@@ -306,8 +319,12 @@ def fit(
     model.train()
     metrics: dict = {}
     results: dict | None = None
+    if evaluate is not None and cfg.eval_at_start and start == 0:
+        _run_eval(evaluate, ema or model, 0, logger, dist, 0.0)
+        model.train()
+        t0 = last_log = time.time()
     while step < cfg.steps:
-        lr = learning_rate(cfg, step)
+        lr = learning_rate(cfg, step, elapsed + time.time() - t0)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
         batch = _to_device(batch_fn(step * dist.world_size + dist.rank), device)
@@ -343,6 +360,7 @@ def fit(
             last_log += time.time() - t_eval
             model.train()
         reached = _agree(stop is not None and results is not None and dist.main and stop(results), dist, device)
+        reached = reached or 0 < cfg.stop_at <= step
         over_time = _agree(bool(cfg.time_limit_s) and (elapsed + time.time() - t0) >= cfg.time_limit_s, dist, device)
         due = _agree(time.time() - last_ckpt >= cfg.checkpoint_every_s, dist, device)
         if due or step == cfg.steps or over_time or reached:
@@ -350,12 +368,12 @@ def fit(
             last_ckpt = time.time()
         if reached:
             if dist.main:
-                log(f"target reached at step {step}")
+                log(f"target reached at step {step}" if step != cfg.stop_at else f"stopped at step {step} (--stop-at)")
             break
         if over_time and step < cfg.steps:
             if dist.main:
                 log(f"time limit reached at step {step}; checkpoint saved to {ckpt_path}")
-            finished = False
+            finished = cfg.schedule_over == "time"  # a run planned in time has reached its planned end
             break
 
     final = ema or model

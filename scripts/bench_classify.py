@@ -12,19 +12,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import codec, data  # noqa: E402
-from lstmcodec.classifier import get_classifier  # noqa: E402
-from lstmcodec.imageio import prepare  # noqa: E402
-from lstmcodec.nets import classify  # noqa: E402
-from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402
+from lstmcodec import api, data
+from lstmcodec.fileinfo import info
+from lstmcodec.classifier import get_classifier
+from lstmcodec.imageio import prepare
+from lstmcodec.nets import classify
+from lstmcodec.zoo import DEFAULT_CODEC
 
 QUALITIES = {"jpeg": [5, 10, 20, 30, 50, 70, 90], "webp": [0, 5, 10, 20, 30, 50, 70, 90]}
 
@@ -61,11 +60,11 @@ def main() -> int:
     decoded = np.zeros((n, *images.shape), np.uint8)
     file_bits, stream_bits = np.zeros(n), np.zeros(n)
     for j, rgb in enumerate(images):
-        blob = codec.encode_image(prepare(Image.fromarray(rgb)), n, args.codec).data
-        fi = codec.info(blob)
+        blob = api.encode_image(prepare(Image.fromarray(rgb)), n, args.codec).data
+        fi = info(blob)
         file_bits += np.array(fi.bpp_per_iteration[:n]) * px
         stream_bits += np.cumsum(fi.iteration_bytes[:n]) * 8
-        for k, im in enumerate(codec.decode_progressive(blob)):
+        for k, im in enumerate(api.decode_progressive(blob)):
             decoded[k, j] = np.asarray(im.convert("RGB"))
     for k in range(n):
         row = {"iterations": k + 1, "bpp": file_bits[k] / px / len(images), "stream_bpp": stream_bits[k] / px / len(images),

@@ -1,117 +1,201 @@
 #!/usr/bin/env python3
-"""Encode and decode speed of a codec model: median wall time of several in-process runs.
+"""Speed, in one run: each model's encode and decode beside CompressAI's bmshj2018-hyperprior (quality 4), the two
+alternated in one process so that a slow moment of the machine hits both, as ratios; the command line's start-up;
+optionally the networks' work, the entropy coder alone, and images per second on a GPU.
 
-    python scripts/bench_speed.py ../shared/data/kodak/kodim23.png --iterations 8 --runs 5
+    python scripts/bench_speed.py ../shared/data/kodak/kodim01.png --models fast best --iterations 8 --threads 2
+    python scripts/bench_speed.py IMAGE --entropy --work        # + the entropy coder alone, MACs per pixel
+    python scripts/bench_speed.py IMAGE --kodak ../shared/data/kodak --device cuda   # + images per second at -i 16
 
-Reports the model's load time once, then per run the encode time (recurrence + entropy coding +
-container) and decode time (parsing + entropy decoding + decoder), the file size, the networks'
-multiply-accumulates per pixel and the GFLOP/s the times achieve, and peak memory.
-With --entropy it also times the entropy coder alone: coding and decoding all the bit planes of the
-largest iteration count (the network's time left out).
+lstmcodec's times are whole API calls (network, entropy coding, container); CompressAI's are model.compress /
+model.decompress (network and entropy coding). CompressAI is optional (pip install compressai). It fetches its
+trained weights on first use; where it cannot (no network), it runs with initial weights: the same convolutions, so
+the same network time, but its entropy coder then codes untrained latents (marked "untrained").
+Medians of --runs rounds. Memory of very large images: scripts/eval_tiling.py memory.
 """
 from __future__ import annotations
 
 import argparse
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import codec, container, entropy  # noqa: E402
-from lstmcodec.imageio import open_image, prepare  # noqa: E402
-from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402
+from lstmcodec import container, zoo
+from lstmcodec.codec import to_tensor
+from lstmcodec.geometry import blocks
+from lstmcodec.imageio import open_image, prepare
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image")
-    p.add_argument("--iterations", type=int, nargs="+", default=[8])
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--model", default=DEFAULT_CODEC)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--entropy", action="store_true", help="also time entropy coding and decoding alone")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def peer_model():
+    """CompressAI's hyperprior (trained if its weights can be fetched) and whether it is trained; (None, ...)
+    without CompressAI."""
+    try:
+        from compressai.zoo import bmshj2018_hyperprior
+    except ImportError:
+        return None, False
+    try:
+        model, trained = bmshj2018_hyperprior(quality=4, pretrained=True), True
+    except Exception:  # no network for the weights
+        model, trained = bmshj2018_hyperprior(quality=4, pretrained=False), False
+    model.eval().update(force=True)
+    return model, trained
+
+
+def timed(fn) -> float:
     t0 = time.perf_counter()
-    m = codec.get_model(args.model, args.device)
-    load_s = time.perf_counter() - t0
-    src = prepare(open_image(args.image))
-    h, w = src.rgb.shape[:2]
-    print(f"{args.image}: {w}x{h}, model {m.name}, {torch.get_num_threads()} threads, device {args.device}, "
-          f"model load {load_s:.2f} s")
-    codec.decode(codec.encode_image(src, 1, args.model, args.device).data, device=args.device)  # warm-up
-    for it in args.iterations:
-        enc, dec = [], []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            data = codec.encode_image(src, it, args.model, args.device).data
-            enc.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            codec.decode(data, device=args.device)
-            dec.append(time.perf_counter() - t0)
-        print(f"-i {it:2d}: encode median {statistics.median(enc):.2f} s (min {min(enc):.2f}), "
-              f"decode median {statistics.median(dec):.2f} s (min {min(dec):.2f}), "
-              f"{len(data)} bytes = {8 * len(data) / (w * h):.3f} bpp")
-        work(m, src, it, statistics.median(enc), statistics.median(dec))
-    if args.entropy:
-        entropy_speed(data, m, args.runs)
-    print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    return 0
+    fn()
+    return time.perf_counter() - t0
 
 
-def work(m, src, iterations: int, enc_s: float, dec_s: float) -> None:
-    """Multiply-accumulates of the networks (torch's FLOP counter: convolutions and matrix products),
-    per pixel and per iteration, and the rate the measured times achieve. The cells add their 1x1
-    hidden-state products in place (addmm_), which the counter does not know: it is told here."""
+def start_up(sample: bytes, tmp: Path) -> dict[str, float]:
+    """Wall time of `lstmcodec --version` and `lstmcodec info FILE` in fresh processes (best of 3)."""
+    f = tmp / "sample.lstm"
+    f.write_bytes(sample)
+    out = {}
+    for name, args in (("--version", ["--version"]), ("info", ["info", str(f)])):
+        out[name] = min(timed(lambda: subprocess.run([sys.executable, "-m", "lstmcodec", *args], check=True,
+                                                     capture_output=True)) for _ in range(3))
+    return out
+
+
+def work(codec, rgb, iterations: int, enc_s: float, dec_s: float) -> str:
+    """Multiply-accumulates of the networks per pixel per iteration (torch's FLOP counter, told about the cells'
+    in-place addmm_), and the rate the measured times achieve."""
     from torch.utils.flop_counter import FlopCounterMode
 
     def addmm_flop(_c_shape, a_shape, b_shape, **_kwargs) -> int:  # c += a @ b
         return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
     counted = {torch.ops.aten.addmm_: addmm_flop}
-
-    h, w = src.rgb.shape[:2]
-    dev = next(m.model.parameters()).device
+    h, w = rgb.shape[:2]
     with torch.inference_mode():
-        x = codec._to_tensor(src.rgb, dev)
-        with FlopCounterMode(display=False, custom_mapping=counted) as total:
-            for _ in m.model.iterate(x, iterations, final_reconstruction=False):  # as encode runs it
+        x = to_tensor(rgb, codec.device)
+        with FlopCounterMode(display=False, custom_mapping=counted) as enc:
+            for _ in codec.iterate(x, iterations, decode_last=False):
                 pass
-        with FlopCounterMode(display=False, custom_mapping=counted) as decoder:
-            for _ in m.model.reconstruct(torch.ones(1, m.model.config.bits, x.shape[2] // 16, x.shape[3] // 16, device=dev)
-                                         for _ in range(iterations)):
+        with FlopCounterMode(display=False, custom_mapping=counted) as dec:
+            for _ in codec.reconstruct((torch.ones(1, codec.config.bits, *blocks(h, w), device=codec.device)
+                                        for _ in range(iterations)), every=False):
                 pass
-    enc_f, dec_f = total.get_total_flops(), decoder.get_total_flops()
-    print(f"       networks: encode {enc_f / 2 / (w * h * iterations):.0f} MAC per pixel per iteration "
-          f"({enc_f / 1e9:.1f} GFLOP in all, {enc_f / 1e9 / enc_s:.1f} GFLOP/s achieved), decode "
-          f"{dec_f / 2 / (w * h * iterations):.0f} MAC per pixel per iteration ({dec_f / 1e9 / dec_s:.1f} GFLOP/s)")
+    e, d = enc.get_total_flops(), dec.get_total_flops()
+    return (f"networks: encode {e / 2 / (w * h * iterations):.0f} MAC per pixel per iteration ({e / 1e9 / enc_s:.1f} "
+            f"GFLOP/s achieved), decode {d / 2 / (w * h * iterations):.0f} ({d / 1e9 / dec_s:.1f} GFLOP/s)")
 
 
-def entropy_speed(data: bytes, m, runs: int) -> None:
-    """Decode the planes of `data` once, then time coding and decoding them with the model's tables."""
+def entropy_speed(codec, data: bytes, runs: int) -> str:
+    """Coding and decoding a file's planes with the model's tables alone (the networks left out)."""
     f = container.read(data)
-    shape = (m.model.config.bits, -(-f.header.height // 16), -(-f.header.width // 16))
-    dec = m.plane_coder()
+    shape = (codec.config.bits, *blocks(f.header.height, f.header.width))
+    dec = codec.plane_coder()
     planes = [dec.decode(p, shape) for p in f.iterations]
+    payloads = list(f.iterations)
     enc_t, dec_t = [], []
     for _ in range(runs):
+        coder = codec.plane_coder()
+        enc_t.append(timed(lambda: [coder.encode(p) for p in planes]))
+        coder = codec.plane_coder()
+        dec_t.append(timed(lambda: [coder.decode(p, shape) for p in payloads]))
+    return (f"entropy coding alone, {len(planes)} planes of {shape[0]}x{shape[1]}x{shape[2]} bits: encode "
+            f"{statistics.median(enc_t):.3f} s, decode {statistics.median(dec_t):.3f} s")
+
+
+def images_per_second(model: str, folder: str, device: str, iterations: int = 16) -> str:
+    """Kodak-style throughput: every image of `folder` encoded and decoded at `iterations`, the model loaded once."""
+    codec = zoo.load_codec(model, device)
+    srcs = [prepare(open_image(f)) for f in sorted(Path(folder).glob("*.png"))]
+    codec.decompress(codec.encode_source(srcs[0], iterations).data)  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for src in srcs:
+        codec.decompress(codec.encode_source(src, iterations).data)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return f"{model} on {device}: {len(srcs)} images of {folder} at -i {iterations}: {len(srcs) / dt:.2f} images per second"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image")
+    p.add_argument("--models", nargs="+", default=[zoo.DEFAULT_CODEC])
+    p.add_argument("--iterations", type=int, default=8)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-peer", action="store_true", help="leave CompressAI out")
+    p.add_argument("--entropy", action="store_true", help="also time the entropy coder alone")
+    p.add_argument("--work", action="store_true", help="also count the networks' multiply-accumulates")
+    p.add_argument("--kodak", metavar="DIR", help="also images per second on this folder at -i 16")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    src = prepare(open_image(args.image))
+    h, w = src.rgb.shape[:2]
+    codecs = {m: zoo.load_codec(m, args.device) for m in args.models}
+    peer, trained = (None, False) if args.no_peer else peer_model()
+    x = torch.from_numpy(src.rgb.copy()).permute(2, 0, 1)[None].float() / 255
+    if peer is not None and (h % 64 or w % 64):
+        sys.exit("error: CompressAI's hyperprior needs sides that are multiples of 64 (Kodak's 768x512 are)")
+
+    def ours(codec):
         t0 = time.perf_counter()
-        coder = m.plane_coder()
-        payloads = [coder.encode(p) for p in planes]
-        enc_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        coder = m.plane_coder()
-        for p in payloads:
-            coder.decode(p, shape)
-        dec_t.append(time.perf_counter() - t0)
-    print(f"entropy coding alone, {len(planes)} planes of {shape[0]}x{shape[1]}x{shape[2]} bits: "
-          f"encode median {statistics.median(enc_t):.3f} s, decode median {statistics.median(dec_t):.3f} s")
+        data = codec.encode_source(src, args.iterations).data
+        t1 = time.perf_counter()
+        codec.decompress(data)
+        return t1 - t0, time.perf_counter() - t1, len(data)
+
+    def theirs():
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            out = peer.compress(x)
+            t1 = time.perf_counter()
+            peer.decompress(out["strings"], out["shape"])
+            return t1 - t0, time.perf_counter() - t1, sum(len(s[0]) for s in out["strings"])
+
+    runs: dict[str, list] = {m: [] for m in codecs}
+    runs["hyperprior"] = []
+    for m, c in codecs.items():  # warm-up: kernels chosen, caches filled
+        c.decompress(c.encode_source(src, args.iterations).data)
+    if peer is not None:
+        theirs()
+    for _ in range(args.runs):  # interleaved
+        for m, c in codecs.items():
+            runs[m].append(ours(c))
+        if peer is not None:
+            runs["hyperprior"].append(theirs())
+    med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in runs.items() if v}
+    print(f"{args.image}: {w}x{h}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"{args.runs} interleaved rounds, medians")
+    for m in codecs:
+        e, d, n = med[m]
+        line = f"lstmcodec {m} -i {args.iterations}: encode {e:.3f} s, decode {d:.3f} s, {8 * n / (w * h):.3f} bpp"
+        if "hyperprior" in med:
+            pe, pd, _ = med["hyperprior"]
+            line += f"; ratio to the hyperprior: encode {e / pe:.2f}x, decode {d / pd:.2f}x"
+        print(line)
+        if args.work:
+            print("  " + work(codecs[m], src.rgb, args.iterations, e, d))
+        if args.entropy:
+            print("  " + entropy_speed(codecs[m], codecs[m].encode_source(src, args.iterations).data, args.runs))
+    if "hyperprior" in med:
+        pe, pd, pn = med["hyperprior"]
+        print(f"bmshj2018-hyperprior q4{'' if trained else ' (untrained)'}: encode {pe:.3f} s, decode {pd:.3f} s, "
+              f"{8 * pn / (w * h):.3f} bpp")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = start_up(codecs[args.models[0]].encode_source(src, 1).data, Path(tmp))
+    print("start-up: " + ", ".join(f"lstmcodec {k} {v:.2f} s" for k, v in t.items()) + " (fresh processes, best of 3)")
+    if args.kodak:
+        for m in codecs:
+            print(images_per_second(m, args.kodak, args.device))
+    print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return 0
 
 
 if __name__ == "__main__":

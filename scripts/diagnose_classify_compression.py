@@ -8,18 +8,15 @@ as a codec-free reference for how the classifier copes with lost detail.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import codec, data  # noqa: E402
-from lstmcodec.classifier import get_classifier  # noqa: E402
-from lstmcodec.nets import classify  # noqa: E402
-from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402
+from lstmcodec import api, data
+from lstmcodec.classifier import get_classifier
+from lstmcodec.nets import classify
+from lstmcodec.zoo import DEFAULT_CODEC
 
 
 def main() -> int:
@@ -35,7 +32,7 @@ def main() -> int:
     labels = test.labels[idx].numpy()
     net = get_classifier("cifar10")
 
-    decoded = np.stack([np.asarray(codec.decode(codec.encode(Image.fromarray(rgb), args.iterations, args.codec)).convert("RGB"))
+    decoded = np.stack([np.asarray(api.decode(api.encode(Image.fromarray(rgb), args.iterations, args.codec)).convert("RGB"))
                         for rgb in originals])
     blurred = np.stack([np.asarray(Image.fromarray(rgb).resize((16, 16), Image.BILINEAR).resize((32, 32), Image.BILINEAR))
                         for rgb in originals])

@@ -28,18 +28,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import codec, data, metrics  # noqa: E402
-from lstmcodec.imageio import open_image, prepare  # noqa: E402
-from lstmcodec.weights import DEFAULT_CODEC  # noqa: E402
+from lstmcodec import adaptive, api, container, data, metrics, zoo
+from lstmcodec.codec import to_tensor
+from lstmcodec.fileinfo import info, map_image
+from lstmcodec.geometry import BLOCK
+from lstmcodec.imageio import open_image, prepare
+from lstmcodec.zoo import DEFAULT_CODEC
 
 
 def uniform_curve(path: Path, rgb: np.ndarray, iterations: int, model: str) -> dict:
     src = prepare(open_image(path))
-    full = codec.encode_image(src, iterations, model).data
-    fi = codec.info(full)
+    full = api.encode_image(src, iterations, model).data
+    fi = info(full)
     ms, ps = [], []
-    for image in codec.decode_progressive(full, model=None):
+    for image in api.decode_progressive(full, model=None):
         out = np.asarray(image.convert("RGB"))
         ms.append(metrics.ms_ssim(out, rgb))
         ps.append(metrics.psnr(out, rgb))
@@ -48,16 +50,16 @@ def uniform_curve(path: Path, rgb: np.ndarray, iterations: int, model: str) -> d
 
 def adaptive_point(path: Path, rgb: np.ndarray, threshold: float, gain: float, iterations: int, tile: int, model: str):
     src = prepare(open_image(path))
-    loaded = codec.get_model(model)
+    loaded = zoo.load_codec(model)
     h, w = rgb.shape[:2]
     with torch.inference_mode():
-        x = codec._to_tensor(src.rgb, next(loaded.model.parameters()).device)
-        run = codec.adaptive_pass(loaded, x, h, w, threshold, iterations, tile // 16, gain)
-    blob = codec.adaptive_file(src, loaded, run, tile // 16)
-    out = np.asarray(codec.decode(blob).convert("RGB"))
+        x = to_tensor(src.rgb, loaded.device)
+        run = adaptive.adaptive_pass(loaded, x, h, w, threshold, iterations, tile // BLOCK, gain)
+    blob = adaptive.adaptive_file(loaded, src, run, tile // BLOCK)
+    out = np.asarray(api.decode(blob).convert("RGB"))
     point = {"bpp": 8 * len(blob) / (w * h), "ms-ssim": metrics.ms_ssim(out, rgb), "psnr": metrics.psnr(out, rgb),
              "mean_iterations": float(run.counts.mean()), "max_iterations": int(run.counts.max()),
-             "map_bytes": len(codec.container.read(blob).iteration_map)}
+             "map_bytes": len(container.read(blob).iteration_map)}
     return point, blob
 
 
@@ -111,8 +113,8 @@ def main() -> int:
                 write_example(out_dir, f.stem, blob, point)
         for q in args.targets:
             src = prepare(open_image(f))
-            res, run = codec.encode_adaptive(src, q, args.max_iterations, args.tile, args.model)
-            out = np.asarray(codec.decode(res.data).convert("RGB"))
+            res, run = adaptive.encode_adaptive(zoo.load_codec(args.model), src, q, args.max_iterations, args.tile)
+            out = np.asarray(api.decode(res.data).convert("RGB"))
             uni = entry["uniform"]
             k = next((i for i, v in enumerate(uni["ms-ssim"]) if v >= q), len(uni["ms-ssim"]) - 1)
             entry.setdefault("targets", []).append({
@@ -191,8 +193,8 @@ def table(report: dict) -> str:
 
 
 def write_example(out_dir: Path, stem: str, blob: bytes, point: dict) -> None:
-    decoded = codec.decode(blob).convert("RGB")
-    iteration_map = codec.map_image(codec.info(blob)).convert("RGB")
+    decoded = api.decode(blob).convert("RGB")
+    iteration_map = map_image(info(blob)).convert("RGB")
     both = Image.new("RGB", (decoded.width * 2 + 8, decoded.height), "white")
     both.paste(decoded, (0, 0))
     both.paste(iteration_map, (decoded.width + 8, 0))

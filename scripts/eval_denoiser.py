@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import codec, data, metrics  # noqa: E402
-from lstmcodec.denoiser import denoise_tensor, get_denoiser  # noqa: E402
-from lstmcodec.imageio import prepare  # noqa: E402
-from lstmcodec.weights import DEFAULT_CODEC, DEFAULT_DENOISER  # noqa: E402
-from PIL import Image  # noqa: E402
+from lstmcodec import api, data, metrics
+from lstmcodec.fileinfo import info
+from lstmcodec.denoiser import denoise_tensor, get_denoiser
+from lstmcodec.imageio import prepare
+from lstmcodec.zoo import DEFAULT_CODEC, DEFAULT_DENOISER
+from PIL import Image
 
 
 def noisy(clean: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
@@ -116,9 +116,9 @@ def main() -> int:
             noisy_photo = to_uint8(noisy(x, args.encode_sigma, args.seed * 1000 + i))
             cleaned = to_uint8(denoise_tensor(torch.from_numpy(noisy_photo).permute(2, 0, 1)[None].float() / 255, net))
             for key, src in (("plain", noisy_photo), ("denoised", cleaned)):
-                blob = codec.encode_image(prepare(Image.fromarray(src)), top, args.codec).data
-                sizes = codec.info(blob).bpp_per_iteration
-                for k, im in enumerate(codec.decode_progressive(blob), start=1):
+                blob = api.encode_image(prepare(Image.fromarray(src)), top, args.codec).data
+                sizes = info(blob).bpp_per_iteration
+                for k, im in enumerate(api.decode_progressive(blob), start=1):
                     if k in rows:
                         out = np.asarray(im.convert("RGB"))
                         rows[k][key].append((sizes[k - 1], metrics.ms_ssim(out, ref), metrics.psnr(out, ref)))

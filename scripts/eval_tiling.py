@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import codec, tiling  # noqa: E402
-from lstmcodec.imageio import prepare  # noqa: E402
+from lstmcodec import api, tiling
+from lstmcodec.imageio import prepare
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -93,10 +92,10 @@ def seams(a) -> None:
         for f in files:
             rgb = np.asarray(Image.open(f).convert("RGB"))
             src = prepare(Image.fromarray(rgb))
-            tiled = codec.encode_image(src, it, device=a.device, tiles=a.side).data
-            plain = codec.encode_image(src, it, device=a.device, tiles="off").data
-            e_t = ((np.asarray(codec.decode(tiled, device=a.device)).astype(float) - rgb) ** 2).mean(2)
-            e_p = ((np.asarray(codec.decode(plain, device=a.device)).astype(float) - rgb) ** 2).mean(2)
+            tiled = api.encode_image(src, it, device=a.device, tiles=a.side).data
+            plain = api.encode_image(src, it, device=a.device, tiles="off").data
+            e_t = ((np.asarray(api.decode(tiled, device=a.device)).astype(float) - rgb) ** 2).mean(2)
+            e_p = ((np.asarray(api.decode(plain, device=a.device)).astype(float) - rgb) ** 2).mean(2)
             seam = tiling.plan(rgb.shape[1], rgb.shape[0], a.side).seam_distance(*rgb.shape[:2]) < 2
             sums += [e_t[seam].sum(), e_p[seam].sum(), e_t[~seam].sum(), e_p[~seam].sum(), len(tiled), len(plain)]
             a.psnr.append((it, 10 * np.log10(255 ** 2 / e_t.mean()), 10 * np.log10(255 ** 2 / e_p.mean())))

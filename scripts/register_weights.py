@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Record a weights file in weights/index.json (name -> file, SHA-256), making it a bundled model.
 
-    python scripts/register_weights.py weights/lstm-w25.pt      (the section, codec / denoise / classify, is the file's task)
+    python scripts/register_weights.py weights/fast.pt          (the section, codec / denoise / classify, is the file's task)
+
+An entry of the same name is replaced only with --force; every file is checked as lstmcodec will load it.
 """
 from __future__ import annotations
 
@@ -13,24 +15,44 @@ from pathlib import Path
 
 import torch
 
+from lstmcodec import weights, zoo
+from lstmcodec.codec import Codec
+from lstmcodec.errors import CodecError
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path)
-    args = p.parse_args()
-    blob = torch.load(args.file, map_location="cpu", weights_only=True)
-    name, kind = blob["name"], blob.get("task", "codec")
+    p.add_argument("--force", action="store_true", help="replace an entry of the same name")
+    args = p.parse_args(argv)
     if args.file.resolve().parent != (ROOT / "weights").resolve():
         sys.exit("error: bundled weights live in weights/")
+    blob = torch.load(args.file, map_location="cpu", weights_only=True)
+    kind = blob.get("task", "codec") if isinstance(blob, dict) else "codec"
+    extra = {}
+    try:  # the checks lstmcodec applies when it loads the file
+        blob = weights.read(args.file, kind)
+        if kind == "codec":
+            extra["fingerprint"] = Codec.from_weights(args.file, blob).fingerprint.hex()
+        else:
+            zoo.load_net(kind, str(args.file))
+    except (ValueError, CodecError) as e:
+        sys.exit(f"error: {e}")
+    name = blob["name"]
     index_path = ROOT / "weights" / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    if name in index.get(kind, {}) and not args.force:
+        sys.exit(f"error: weights/index.json already has a {kind} model '{name}' (pass --force to replace it)")
+    if name in zoo.retired().get(kind, {}):
+        sys.exit(f"error: '{name}' is the name of a retired model; files made with it name it")
     index.setdefault(kind, {})[name] = {
         "file": args.file.name,
         "sha256": hashlib.sha256(args.file.read_bytes()).hexdigest(),
         "config": blob.get("config", {}),
         **({"arch": blob["arch"]} if "arch" in blob else {}),
+        **extra,
     }
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     print(f"registered {kind} model '{name}' -> weights/{args.file.name}")

@@ -17,13 +17,14 @@ import os
 import sys
 from pathlib import Path
 
+import copy
+
 import torch
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import data, runtime  # noqa: E402
-from lstmcodec.nets import classify  # noqa: E402
-from lstmcodec.weights import export_checkpoint, export_net, load_net  # noqa: E402
+from lstmcodec import data, recipes, runtime, training, weights, zoo
+from lstmcodec.errors import CodecError
+from lstmcodec.nets import classify
 
 PRESETS = {  # per data set: architecture and training settings that reach the targets (weights/README.md)
     "mnist": dict(arch="mnist-cnn", epochs=15, batch=128, lr=3e-3, optimizer="adamw", weight_decay=1e-4,
@@ -37,11 +38,12 @@ PRESETS = {  # per data set: architecture and training settings that reach the t
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", choices=sorted(PRESETS))
-    p.add_argument("data", help="MNIST idx folder; CIFAR-10 pickles folder, image folder or zip; or a class folder")
+    p.add_argument("dataset", nargs="?", choices=sorted(PRESETS))
+    p.add_argument("data", nargs="?", help="MNIST idx folder; CIFAR-10 pickles folder, image folder or zip; or a class folder")
     p.add_argument("--out", default="runs/classifier")
+    recipes.add_recipe_arguments(p)
     p.add_argument("--arch", choices=sorted(classify.ARCHS), help="default: the data set's preset")
     p.add_argument("--widths", type=int, nargs="+", help="fast-resnet group widths (cifar10: 64 256 256)")
     p.add_argument("--size", type=int, default=32, help="image side for a class folder")
@@ -65,9 +67,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
     p.add_argument("--name", help="model name recorded in the exported weights (default: the data set)")
     p.add_argument("--evaluate", metavar="WEIGHTS", help="only measure a weights file (name or path) on the test split")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune a classifier weights file (name or path), with its "
+                   "architecture and configuration (the data must have its classes and image size)")
     p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export and exit (e.g. after --time-limit)")
     runtime.add_runtime_arguments(p)
+    return p
+
+
+def parse_args(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
+    if args.recipe or not args.dataset:
+        return args
+    args.arch_given, args.widths_given = args.arch, args.widths  # what the command line named (None: not named)
     args.views_given = {"flip_tta": args.tta, "shift_tta": args.shift_tta}  # for --evaluate: None unless given
     for k, v in PRESETS[args.dataset].items():
         if k == "flip":
@@ -98,21 +109,18 @@ def load(args) -> tuple[data.Labelled, data.Labelled]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.export_only:
-        if not args.export:
-            sys.exit("error: --export-only needs --export PATH")
-        export_checkpoint(Path(args.out) / "last.pt", args.export, args.name or args.dataset, "classify")
-        runtime.log(f"exported {args.export}")
-        return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser = build_parser()
+    args, started = training.script_start("classify", parser, argv, main, parse_args)
+    if started is not None:
+        return started
+    if not args.dataset or not args.data:
+        parser.error("give the data set and its folder (or --recipe FILE)")
     try:
         train, test = load(args)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.evaluate:
-        net = load_net("classify", args.evaluate)
+        net = training.evaluated_net("classify", args.evaluate)
         # the weights' own test-time augmentation, unless --tta / --shift-tta (or their --no- forms) say otherwise
         config = dict(net.config, **{k: v for k, v in args.views_given.items() if v is not None})
         acc = classify.accuracy(net.model, test.images, test.labels, config)
@@ -133,8 +141,11 @@ def main(argv=None) -> int:
                 f"{len(train.classes)} classes, {args.arch} on {device}")
 
     runtime.seed_everything(args.seed)
-    model = classify.build(args.arch, config)
-    if args.whiten:
+    try:
+        model, config = build_model(args, config)
+    except training.InitError as e:
+        sys.exit(f"error: {'--init ' + args.init + ': ' if args.init else ''}{e}")
+    if args.whiten and not args.init and training.checkpoint_config(args.out, "config") is None:
         if not hasattr(model, "init_whitening"):
             sys.exit(f"error: --whiten needs --arch fast-resnet, not {args.arch}")
         model.init_whitening(classify.normalize(train.images[:5000], config))
@@ -169,7 +180,8 @@ def main(argv=None) -> int:
         schedule=args.schedule, cycle=steps_per_epoch, min_lr_ratio=0.1 if args.schedule == "sawtooth" else 0.0,
         optimizer=args.optimizer, weight_decay=args.weight_decay, clip=0.0, ema=args.ema, seed=args.seed, device=args.device,
         compile=args.compile, amp=not args.no_amp, cpu_amp=args.cpu_amp, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 5),
-        time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
+        time_limit_s=args.time_limit, stop_at=args.stop_at, schedule_over=args.schedule_over,
+        eval_at_start=args.eval_at_start, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
     )
     result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate, meta={"config": config, "arch": args.arch},
                          stop=(lambda r: r["test_acc"] >= args.target) if args.target else None)
@@ -179,9 +191,34 @@ def main(argv=None) -> int:
         if args.export:
             meta = {"steps": result.step, "test_acc": acc, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                     "train": {k: v for k, v in vars(args).items() if k != "export"}}
-            export_net(result.model.cpu().float(), args.export, args.name or args.dataset, "classify", args.arch, config, meta)
+            weights.save(weights.net_blob(result.model.cpu().float(), args.name, "classify", args.arch, config, meta), args.export)
             runtime.log(f"exported {args.export}")
     return 0
+
+
+def build_model(args, config: dict) -> tuple[torch.nn.Module, dict]:
+    """The run's network: the resumed checkpoint's or --init's (named --arch / --widths must agree with it, and the
+    data must fit it), or a new one of `config`."""
+    resumed = training.checkpoint_config(args.out, "config")
+    if resumed is not None or args.init:
+        if resumed is not None:
+            arch, have, model = runtime.load_checkpoint(Path(args.out) / "last.pt")["meta"]["arch"], resumed, None
+        else:
+            try:
+                start = zoo.load_net("classify", args.init)
+            except CodecError as e:
+                raise training.InitError(str(e)) from None
+            arch, have, model = start.arch, start.config, copy.deepcopy(start.model).float().train().requires_grad_(True)
+        for key, named in (("arch", args.arch_given), ("widths", args.widths_given)):
+            value = arch if key == "arch" else have.get("widths")
+            if named is not None and named != value:
+                raise training.InitError(f"--{key} {named} does not fit its network ({arch}, widths {have.get('widths')})")
+        for key in ("in_channels", "size", "classes"):
+            if have.get(key) != config[key]:
+                raise training.InitError(f"its {key} {have.get(key)} does not fit the data's {config[key]}")
+        args.arch = arch
+        return (model or classify.build(arch, have)), have
+    return classify.build(args.arch, config), config
 
 
 if __name__ == "__main__":

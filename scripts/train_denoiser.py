@@ -20,6 +20,7 @@ Runs on lstmcodec.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 from pathlib import Path
@@ -27,23 +28,26 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lstmcodec import data, runtime  # noqa: E402
-from lstmcodec.nets import denoise  # noqa: E402
-from lstmcodec.weights import export_checkpoint, export_net, load_net  # noqa: E402
+from lstmcodec import data, recipes, runtime, training, weights, zoo
+from lstmcodec.errors import CodecError
+from lstmcodec.nets import denoise
+
+SHAPE_DEFAULTS = {"arch": "conv-ae", "decoder": "transpose", "width": 64, "depth": 17, "down": 1, "blocks": 2}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", choices=["mnist", "cifar10", "folder"])
-    p.add_argument("data", nargs="+", help="MNIST idx folder; CIFAR-10 pickles / image folder / zip; or photo folders")
+    p.add_argument("dataset", nargs="?", choices=["mnist", "cifar10", "folder"])
+    p.add_argument("data", nargs="*", help="MNIST idx folder; CIFAR-10 pickles / image folder / zip; or photo folders")
     p.add_argument("--out", default="runs/denoiser")
-    p.add_argument("--arch", choices=sorted(denoise.ARCHS), default="conv-ae")
-    p.add_argument("--decoder", choices=["transpose", "upsample"], default="transpose", help="conv-ae decoder: (a) or (b)")
-    p.add_argument("--width", type=int, default=64, help="residual: channels; unet: channels at full resolution")
-    p.add_argument("--depth", type=int, default=17, help="residual: convolution layers")
-    p.add_argument("--down", type=int, default=1, help="residual: pixel-unshuffle factor (2: the stack runs at half resolution)")
-    p.add_argument("--blocks", type=int, default=2, help="unet: 3x3 convolutions per scale (the coarsest gets one more)")
+    recipes.add_recipe_arguments(p)
+    shape = p.add_argument_group("network shape (default: inherited from --init or the resumed run; else the values shown)")
+    shape.add_argument("--arch", choices=sorted(denoise.ARCHS), help="[conv-ae]")
+    shape.add_argument("--decoder", choices=["transpose", "upsample"], help="conv-ae decoder: (a) or (b) [transpose]")
+    shape.add_argument("--width", type=int, help="residual: channels; unet: channels at full resolution [64]")
+    shape.add_argument("--depth", type=int, help="residual: convolution layers [17]")
+    shape.add_argument("--down", type=int, help="residual: pixel-unshuffle factor (2: the stack runs at half resolution) [1]")
+    shape.add_argument("--blocks", type=int, help="unet: 3x3 convolutions per scale (the coarsest gets one more) [2]")
     p.add_argument("--noise", choices=list(data.Noise.KINDS), default="gaussian")
     p.add_argument("--mean", type=float, default=0.0, help="gaussian mean, 0-255 scale")
     p.add_argument("--var", type=float, default=625.0, help="gaussian variance, 0-255 scale")
@@ -66,36 +70,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=1000, help="photos: steps between evaluations")
     p.add_argument("--export", help="write the trained weights (fp16) here when training ends")
     p.add_argument("--name", help="model name recorded in the exported weights")
-    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune a denoiser weights file (name or path): its architecture "
-                   "and configuration replace --arch / --width / --depth / --down / --blocks; optimiser and schedule start afresh")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune a denoiser weights file (name or path), with its "
+                   "architecture and configuration; optimiser and schedule start afresh")
     p.add_argument("--evaluate", metavar="WEIGHTS", help="only measure a weights file (name or path): test MSE, or held-back PSNR")
     p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export and exit (e.g. after --time-limit)")
     runtime.add_runtime_arguments(p)
-    return p.parse_args(argv)
+    return p
 
 
-def model_config(args, channels: int) -> dict:
-    if args.arch == "conv-ae":
-        return {"in_channels": channels, "decoder": args.decoder}
-    if args.arch == "cifar-ae":
+def model_config(arch: str, shape: dict, channels: int) -> dict:
+    """The configuration of a new `arch` network (shape: the named options, the defaults for the rest)."""
+    v = {**SHAPE_DEFAULTS, **shape}
+    if arch == "conv-ae":
+        return {"in_channels": channels, "decoder": v["decoder"]}
+    if arch == "cifar-ae":
         return {"in_channels": channels}
-    if args.arch == "unet":
-        return {"in_channels": channels, "width": args.width, "blocks": args.blocks}
-    return {"in_channels": channels, "width": args.width, "depth": args.depth, "down": args.down}
+    if arch == "unet":
+        return {"in_channels": channels, "width": v["width"], "blocks": v["blocks"]}
+    return {"in_channels": channels, "width": v["width"], "depth": v["depth"], "down": v["down"]}
+
+
+def inherited_shape(shape: dict, arch: str, config: dict, source: str) -> None:
+    """Refuses named shape options that differ from the network a run starts from (a denoiser's shape is fixed)."""
+    have = {"arch": arch, **config}
+    changed = {k: v for k, v in shape.items() if k in have and have[k] != v or k not in have and k != "arch"}
+    if changed:
+        k, v = next(iter(changed.items()))
+        raise training.InitError(f"--{k} {v} does not fit {source} ({arch} {config}); a denoiser's shape does not "
+                                 "change in fine-tuning")
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.export_only:
-        if not args.export:
-            sys.exit("error: --export-only needs --export PATH")
-        export_checkpoint(Path(args.out) / "last.pt", args.export, args.name or args.dataset, "denoise")
-        runtime.log(f"exported {args.export}")
-        return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.loss == "bce" and args.arch == "residual":
-        sys.exit("error: --loss bce needs an autoencoder with a sigmoid output (conv-ae, cifar-ae)")
+    parser = build_parser()
+    args, started = training.script_start("denoise", parser, argv, main)
+    if started is not None:
+        return started
+    if not args.dataset or not args.data:
+        parser.error("give the data set and its folder (or --recipe FILE)")
     noise = data.Noise(kind=args.noise, mean=args.mean, var=args.var, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                        scale=args.scale, amount=args.amount, peak=args.peak, clip=not args.no_clip)
     device = runtime.select_device(args.device)
@@ -104,25 +115,20 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.evaluate:
-        net = load_net("denoise", args.evaluate)
+        net = training.evaluated_net("denoise", args.evaluate)
         with torch.no_grad():
             res = evaluate(net.model, 0)
         print(f"{net.name}: " + " ".join(f"{k} {v:.5g}" for k, v in res.items() if k != "epoch"))
         return 0
     runtime.seed_everything(args.seed)
-    if args.init:
-        try:
-            start = load_net("denoise", args.init)
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: --init {args.init}: {e}")
-        if start.config.get("in_channels") != channels:
-            sys.exit(f"error: --init {args.init}: a {start.config.get('in_channels')}-channel denoiser, the data has {channels}")
-        args.arch, config = start.arch, start.config
-        model = start.model.float().train().requires_grad_(True)
-    else:
-        config = model_config(args, channels)
-        model = denoise.build(args.arch, config)
-    runtime.log(f"{args.arch} {config}: {sum(p.numel() for p in model.parameters()):,} parameters, noise {args.noise}, on {device}")
+    try:
+        arch, config, model = build_model(args, channels)
+    except training.InitError as e:
+        sys.exit(f"error: {'--init ' + args.init + ': ' if args.init else ''}{e}")
+    args.arch = arch
+    if args.loss == "bce" and not hasattr(model, "logits"):
+        sys.exit("error: --loss bce needs an autoencoder with a sigmoid output (conv-ae, cifar-ae)")
+    runtime.log(f"{arch} {config}: {sum(p.numel() for p in model.parameters()):,} parameters, noise {args.noise}, on {device}")
 
     epoch_losses: list[float] = []  # the training loss of the current epoch (MNIST / CIFAR early stop)
 
@@ -149,19 +155,42 @@ def main(argv=None) -> int:
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule, clip=args.clip_grad,
         seed=args.seed, device=args.device, compile=args.compile, amp=not args.no_amp, cpu_amp=args.cpu_amp, eval_every=eval_every,
-        log_every=max(1, min(100, eval_every // 5)), time_limit_s=args.time_limit, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
+        log_every=max(1, min(100, eval_every // 5)), time_limit_s=args.time_limit, stop_at=args.stop_at, schedule_over=args.schedule_over,
+        eval_at_start=args.eval_at_start, checkpoint_every_s=args.checkpoint_every, extra=vars(args),
     )
     stop = (lambda r: r.get("train_mse", 1.0) <= args.target_loss) if args.target_loss and args.dataset != "folder" else None
-    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate_and_reset, meta={"config": config, "arch": args.arch}, stop=stop)
+    result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate_and_reset, meta={"config": config, "arch": arch}, stop=stop)
     runtime.log("final: " + " ".join(f"{k} {v:.5g}" for k, v in result.metrics.items()))
     if args.export:
         meta = {"steps": result.step, "metrics": {k: float(v) for k, v in result.metrics.items()},
                 "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                 "train": {k: v for k, v in vars(args).items() if k != "export"}}
-        export_net(result.model.cpu().float(), args.export, args.name or f"{args.dataset}-{args.arch}", "denoise",
-                   args.arch, config, meta)
+        weights.save(weights.net_blob(result.model.cpu().float(), args.name, "denoise", arch, config, meta), args.export)
         runtime.log(f"exported {args.export}")
     return 0
+
+
+def build_model(args, channels: int) -> tuple[str, dict, torch.nn.Module]:
+    """The run's network: the resumed checkpoint's, or --init's, or a new one of the named shape; named shape options
+    that differ from a resumed or --init network are an InitError."""
+    shape = {k: getattr(args, k) for k in SHAPE_DEFAULTS if getattr(args, k) is not None}
+    resumed = training.checkpoint_config(args.out, "config")
+    if resumed is not None:
+        arch = runtime.load_checkpoint(Path(args.out) / "last.pt")["meta"]["arch"]
+        inherited_shape(shape, arch, resumed, "the resumed run")
+        return arch, resumed, denoise.build(arch, resumed)
+    if args.init:
+        try:
+            start = zoo.load_net("denoise", args.init)
+        except CodecError as e:
+            raise training.InitError(str(e)) from None
+        if start.config.get("in_channels") != channels:
+            raise training.InitError(f"a {start.config.get('in_channels')}-channel denoiser, the data has {channels}")
+        inherited_shape(shape, start.arch, start.config, "its network")
+        return start.arch, start.config, copy.deepcopy(start.model).float().train().requires_grad_(True)
+    arch = shape.get("arch", SHAPE_DEFAULTS["arch"])
+    config = model_config(arch, shape, channels)
+    return arch, config, denoise.build(arch, config)
 
 
 def set_task(args, noise: data.Noise, device: torch.device):

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 import lstmcodec
-from lstmcodec import codec, container, entropy
+from lstmcodec import adaptive as adaptive_mode, container, itermap, ratecontrol
+from lstmcodec.zoo import load_codec
 from lstmcodec.errors import CodecError
 from lstmcodec.imageio import prepare
 from lstmcodec.metrics import local_ms_ssim, ms_ssim
@@ -21,7 +22,7 @@ TARGET = 0.9
 def adaptive(houses):
     """houses (160x160) coded with --quality 0.9 --adaptive, at most 8 iterations, 32-px tiles
     (the default weights give its sky fewer iterations than its roofs: a smaller file than uniform)."""
-    return codec.encode_adaptive(prepare(Image.fromarray(houses)), TARGET, max_iterations=8)
+    return adaptive_mode.encode_adaptive(load_codec(), prepare(Image.fromarray(houses)), TARGET, max_iterations=8)
 
 
 def test_adaptive_file_reaches_the_target_and_holds_its_map(adaptive, houses):
@@ -42,17 +43,18 @@ def test_stopped_tiles_cost_no_bits(adaptive, houses):
     for payload, mask in zip(f.iterations, run.masks):
         assert len(payload) <= 1 + (32 * int(mask.sum()) + 7) // 8   # only the live blocks' bits are coded
     # every tile at the deepest count costs more, and uniform rate control for the same target no less
-    full = codec.encode_image(prepare(Image.fromarray(houses)), int(run.counts.max()))
-    assert len(res.data) < len(full.data)
-    uniform, _ = codec.encode_to_target(prepare(Image.fromarray(houses)), codec.RateTarget(quality=TARGET), 8)
+    full = load_codec().compress(houses, int(run.counts.max()))
+    assert len(res.data) < len(full)
+    uniform, _ = ratecontrol.encode_to_target(load_codec(), prepare(Image.fromarray(houses)),
+                                              ratecontrol.RateTarget(quality=TARGET), 8)
     assert len(res.data) < len(uniform.data)
 
 
 def test_uniform_winner_is_a_plain_file(parrots):
     """When every tile needs the same count (parrots at 0.9), the result is the uniform file itself, no map."""
     src = prepare(Image.fromarray(parrots))
-    res, run = codec.encode_adaptive(src, 0.9, max_iterations=8)
-    uniform, chosen = codec.encode_to_target(src, codec.RateTarget(quality=0.9), 8)
+    res, run = adaptive_mode.encode_adaptive(load_codec(), src, 0.9, max_iterations=8)
+    uniform, chosen = ratecontrol.encode_to_target(load_codec(), src, ratecontrol.RateTarget(quality=0.9), 8)
     assert (run.counts == chosen).all() and res.data == uniform.data
     assert container.read(res.data).iteration_map is None
 
@@ -73,15 +75,15 @@ def test_adaptive_prefixes_decode_progressively(adaptive):
 def test_iteration_map_coding():
     rng = np.random.default_rng(1)
     counts = rng.integers(1, 17, (12, 20))
-    payload = entropy.encode_map(counts, 2)
-    back, tile = entropy.decode_map(payload, (24, 39))
+    payload = itermap.encode_map(counts, 2)
+    back, tile = itermap.decode_map(payload, (24, 39))
     assert tile == 2 and np.array_equal(back, counts)
     flat = np.full((3, 4), 7)
-    assert np.array_equal(entropy.decode_map(entropy.encode_map(flat, 4), (12, 16))[0], flat)
+    assert np.array_equal(itermap.decode_map(itermap.encode_map(flat, 4), (12, 16))[0], flat)
     for bad in (b"", b"\x03\x01\x01\x00", payload[:5], payload + b"\x01", b"\x02\x00"):
         with pytest.raises(CodecError, match="iteration map"):
-            entropy.decode_map(bad, (24, 39))
-    masks = entropy.map_masks(np.array([[1, 3]]), 2, (2, 3), 3)
+            itermap.decode_map(bad, (24, 39))
+    masks = itermap.map_masks(np.array([[1, 3]]), 2, (2, 3), 3)
     assert [m.sum() for m in masks] == [6, 2, 2] and masks[1][:, 2].all() and not masks[1][:, :2].any()
 
 

@@ -12,7 +12,7 @@ from lstmcodec import data, metrics
 from lstmcodec.classifier import classify
 from lstmcodec.denoiser import denoise, denoise_tensor, get_denoiser
 from lstmcodec.nets import denoise as denoise_nets
-from lstmcodec.weights import LoadedNet
+from lstmcodec.zoo import LoadedNet
 
 from conftest import DATA, run_cli
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lstmcodec
-from lstmcodec import container, entropy
+from lstmcodec import container, entropy, mixer as mixers, tables
 from lstmcodec.errors import CodecError
 
 
@@ -67,8 +67,8 @@ def _correlated_planes(rng, t=6, shape=(32, 12, 16)):
 
 def test_learned_context_tables_round_trip_and_beat_the_per_chunk_tables():
     rng = np.random.default_rng(1)
-    prior = entropy.learn_prior([_correlated_planes(rng) for _ in range(4)])
-    entropy.check_prior(prior, 32)
+    prior = tables.learn_prior([_correlated_planes(rng) for _ in range(4)])
+    tables.check_prior(prior, 32)
     image = _correlated_planes(rng)
     enc, plain = entropy.PlaneCoder(prior), entropy.PlaneCoder(None)
     learned = [enc.encode(p) for p in image]
@@ -86,21 +86,21 @@ def test_tables_of_any_context_length_round_trip(k):
     predict the correlated channels better."""
     rng = np.random.default_rng(3)
     train = [_correlated_planes(rng, t=8, shape=(32, 24, 32)) for _ in range(4)]
-    prior = entropy.learn_prior(train, k)
-    assert prior.shape == (entropy.BUCKETS, 32, 2, 1 << k)
-    entropy.check_prior(prior, 32)
+    prior = tables.learn_prior(train, k)
+    assert prior.shape == (tables.BUCKETS, 32, 2, 1 << k)
+    tables.check_prior(prior, 32)
     image = _correlated_planes(rng)
     enc, dec = entropy.PlaneCoder(prior), entropy.PlaneCoder(prior)
     chunks = [enc.encode(p) for p in image]
     for chunk, plane in zip(chunks, image):
         assert np.array_equal(dec.decode(chunk, plane.shape), plane)
     with pytest.raises(ValueError, match="shape"):
-        entropy.check_prior(prior[..., :-1], 32)
+        tables.check_prior(prior[..., :-1], 32)
 
 
 def test_learned_chunks_need_the_table_and_intact_words():
     rng = np.random.default_rng(2)
-    prior = entropy.learn_prior([_correlated_planes(rng)])
+    prior = tables.learn_prior([_correlated_planes(rng)])
     plane = _correlated_planes(rng, t=1)[0]
     chunk = entropy.PlaneCoder(prior).encode(plane)
     with pytest.raises(CodecError, match="learned context tables"):
@@ -108,7 +108,7 @@ def test_learned_chunks_need_the_table_and_intact_words():
     with pytest.raises(CodecError, match="wrong size"):
         entropy.PlaneCoder(prior).decode(chunk[:-1], plane.shape)
     with pytest.raises(ValueError, match="values outside"):
-        entropy.check_prior(np.zeros_like(prior), 32)
+        tables.check_prior(np.zeros_like(prior), 32)
 
 
 def test_default_model_codes_with_its_learned_tables(parrots_lstm):
@@ -130,19 +130,19 @@ def _lagged_planes(rng, lag=20, t=4, shape=(32, 12, 16)):
     return planes
 
 
-def _mixer_reading(lag: int, hidden: int = 2) -> entropy.Mixer:
+def _mixer_reading(lag: int, hidden: int = 2) -> mixers.Mixer:
     """A hand-made mixer whose first hidden unit is 8 (logit units) when the bit of channel c - lag is 1:
     logit = 8 x - 4 + the table's logit."""
-    groups = entropy.BUCKETS * 32
-    w1 = np.zeros((groups, entropy.MIXER_INPUTS, hidden), np.int16)
+    groups = tables.BUCKETS * 32
+    w1 = np.zeros((groups, mixers.mixer_inputs(32), hidden), np.int16)
     w2 = np.zeros((groups, hidden + 2), np.int16)
     channels = np.arange(groups) % 32 >= lag
     w1[channels, lag - 1, 0] = 8 * 256
     w2[channels, 0] = 256
     w2[:, hidden] = 256                  # the table's logit, weight 1
     w2[channels, hidden + 1] = -4 * 256
-    stretch, squash = entropy.logit_tables()
-    return entropy.Mixer.from_arrays({"w1": w1, "b1": np.zeros((groups, hidden), np.int16), "w2": w2,
+    stretch, squash = mixers.logit_tables()
+    return mixers.Mixer.from_arrays({"w1": w1, "b1": np.zeros((groups, hidden), np.int16), "w2": w2,
                                       "stretch": stretch, "squash": squash}, 32)
 
 
@@ -150,7 +150,7 @@ def test_mixer_round_trips_and_sees_beyond_the_table():
     """Method 3 codes with the mixer's probabilities: here it reads channel c - 20, which the K = 4
     table cannot, and needs well under the table's bits; a decoder with the same mixer gets the planes back."""
     rng = np.random.default_rng(5)
-    prior = entropy.learn_prior(list(_lagged_planes(rng)[None]), 4)
+    prior = tables.learn_prior(list(_lagged_planes(rng)[None]), 4)
     image = _lagged_planes(rng)
     mixer = _mixer_reading(20)
     enc, table_only = entropy.PlaneCoder(prior, 32, mixer), entropy.PlaneCoder(prior)
@@ -166,20 +166,20 @@ def test_mixer_round_trips_and_sees_beyond_the_table():
 
 
 def test_mixer_arithmetic_is_the_documented_integer_formula():
-    """The float64 matrix products must give exactly the integers of entropy.Mixer's formula (computed
+    """The float64 matrix products must give exactly the integers of mixers.Mixer's formula (computed
     here with Python integers), whatever the weights, so that every machine decodes the same bits."""
     rng = np.random.default_rng(6)
-    groups, hidden = entropy.BUCKETS * 32, 16
-    stretch, squash = entropy.logit_tables()
-    arrays = {"w1": rng.integers(-32767, 32768, (groups, entropy.MIXER_INPUTS, hidden)).astype(np.int16),
+    groups, hidden = tables.BUCKETS * 32, 16
+    stretch, squash = mixers.logit_tables()
+    arrays = {"w1": rng.integers(-32767, 32768, (groups, mixers.mixer_inputs(32), hidden)).astype(np.int16),
               "b1": rng.integers(-32767, 32768, (groups, hidden)).astype(np.int16),
               "w2": rng.integers(-32767, 32768, (groups, hidden + 2)).astype(np.int16),
               "stretch": stretch, "squash": squash}
-    mixer = entropy.Mixer.from_arrays(arrays, 32)
+    mixer = mixers.Mixer.from_arrays(arrays, 32)
     g, c, n = 77, 12, 50
     earlier = rng.integers(0, 2, (c, n))
     previous = rng.integers(0, 2, (32, n))
-    table_p = rng.integers(1, entropy.ONE, n)
+    table_p = rng.integers(1, tables.ONE, n)
     got = mixer.probabilities(g, earlier.astype(np.float64), previous.astype(np.float64), table_p)
     w1, b1, w2 = (arrays[k].astype(object) for k in ("w1", "b1", "w2"))
     for i in range(n):
@@ -187,7 +187,7 @@ def test_mixer_arithmetic_is_the_documented_integer_formula():
         x = np.concatenate([earlier[:, i], np.zeros(31 - c, int), previous[:, i]])
         u = [256 * (int(np.dot(x, w1[g, :63, j])) + int(b1[g, j])) + s * int(w1[g, 63, j]) for j in range(hidden)]
         logit = (sum(max(v, 0) * int(w2[g, j]) for j, v in enumerate(u)) >> 16) + (s * int(w2[g, hidden]) >> 8) + int(w2[g, hidden + 1])
-        assert got[i] == squash[min(max(logit, -entropy.LOGIT_MAX), entropy.LOGIT_MAX) + entropy.LOGIT_MAX]
+        assert got[i] == squash[min(max(logit, -mixers.LOGIT_MAX), mixers.LOGIT_MAX) + mixers.LOGIT_MAX]
     bad = dict(arrays, w2=arrays["w2"][:, :-1])
     with pytest.raises(ValueError, match="mixer arrays"):
-        entropy.Mixer.from_arrays(bad, 32)
+        mixers.Mixer.from_arrays(bad, 32)

@@ -16,10 +16,12 @@ def seeds():
 
 
 def test_fuzz_inputs_decode_or_raise_codec_error_quickly(seeds):
-    rep = fuzz.run(300, seed=12345, seeds=seeds)
+    rep = fuzz.run(400, seed=12345, seeds=seeds)
     assert rep.findings == []
     assert rep.refused > 0 and rep.decoded > 0  # the inputs reach both outcomes
     assert {"flip+crc", "header", "splice", "truncate"} <= set(rep.by_kind)
+    kinds = {k.split("-")[0] for k in rep.by_kind}
+    assert {"image", "weights"} <= kinds  # the corpus-style cases: image files and weights files
 
 
 def test_repaired_crcs_reach_past_the_checksums(seeds):
@@ -50,29 +52,8 @@ def test_pixel_cap_is_configurable(tmp_path, seeds):
     import subprocess
     import sys
     f = tmp_path / "a.lstm"
-    f.write_bytes(seeds[0])  # 56 x 40 = 2240 pixels
+    f.write_bytes(seeds[0])  # 56 x 40 = 2240 pixels (64 x 48 after padding)
     env = dict(os.environ, LSTMCODEC_MAX_PIXELS="1000")
     r = subprocess.run([sys.executable, "-m", "lstmcodec", "decode", str(f), "-o", str(tmp_path / "a.png")],
                        capture_output=True, env=env)
     assert r.returncode == 1 and b"exceeds the limit of 1000 pixels" in r.stderr
-
-
-def test_decoding_does_not_depend_on_the_thread_count(tmp_path, parrots_lstm):
-    """The bits are integer-decoded; the pixels then agree across thread counts (to rounding at most)."""
-    import os
-    import subprocess
-    import sys
-
-    import numpy as np
-    from PIL import Image
-
-    f = tmp_path / "p.lstm"
-    f.write_bytes(parrots_lstm)
-    outs = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"p{threads}.png"
-        env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        r = subprocess.run([sys.executable, "-m", "lstmcodec", "decode", str(f), "-o", str(out)], capture_output=True, env=env)
-        assert r.returncode == 0, r.stderr
-        outs.append(np.asarray(Image.open(out)).astype(int))
-    assert np.abs(outs[0] - outs[1]).max() <= 1

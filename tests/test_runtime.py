@@ -13,8 +13,10 @@ from PIL import Image
 import torch
 
 import lstmcodec
-from lstmcodec import losses, runtime
-from lstmcodec.weights import load_codec
+from lstmcodec import losses, runtime, training
+from lstmcodec.codec import Codec
+from lstmcodec.nets.recurrent import CodecConfig
+from lstmcodec.zoo import DEFAULT_CODEC, load_codec
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "scripts" / "train_codec.py"
@@ -22,9 +24,17 @@ TINY = ["--width", "0.125", "--crop", "32", "--batch", "2", "--iterations", "2",
         "--warmup", "0", "--eval-every", "0", "--log-every", "1", "--threads", "1", "--ema", "0.9"]
 
 
-def _train(out: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
+FINE_TUNE = TINY[2:6] + TINY[8:]  # TINY without its shape options (--width, --iterations), as a fine-tune of a file runs
+
+
+def _train(out: Path, steps: int, *extra: str, options=TINY) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(out),
-                           "--steps", str(steps), *TINY, *extra], capture_output=True, text=True, timeout=300)
+                           "--steps", str(steps), *options, *extra], capture_output=True, text=True, timeout=300)
+
+
+def _tune(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """One step at learning rate 0 from --init weights: the exported network is the starting one."""
+    return _train(out, 1, "--lr", "0", *extra, options=FINE_TUNE)
 
 
 def test_resume_is_exact(tmp_path):
@@ -47,19 +57,32 @@ def test_export_gives_a_loadable_codec(tmp_path):
     r = _train(tmp_path / "run", 2, "--export", str(out), "--name", "tiny", "--adaptive-fraction", "1.0")
     assert r.returncode == 0, r.stderr
     codec = load_codec(str(out))
-    assert codec.name == "tiny" and codec.model.config.width == 0.125
+    assert codec.name == "tiny" and codec.config.width == 0.125
     assert all(v.dtype == torch.float16 for v in torch.load(out, weights_only=True)["state_dict"].values())
     assert (tmp_path / "run" / "log.csv").read_text().startswith("step,")
 
 
-def test_init_from_weights_maps_kernels_to_a_cheaper_decoder(tmp_path):
-    """--init with --decoder-hidden-kernel 1: the bundled 3x3 hidden kernels become their centre taps."""
-    out = tmp_path / "cheap.pt"
-    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-ft", "--decoder-hidden-kernel", "1",
-               "--lr", "0", "--export", str(out), "--name", "cheap")
+def test_init_inherits_the_files_configuration(tmp_path):
+    """Fine-tuning the default with no shape option keeps its exact configuration (and, at lr 0, its tensors)."""
+    out = tmp_path / "same.pt"
+    r = _tune(tmp_path / "run", "--init", DEFAULT_CODEC, "--export", str(out), "--name", "same")
     assert r.returncode == 0, r.stderr
-    assert "initialised from lstm-w25-ft" in r.stderr
-    cheap, full = load_codec(str(out)).model, load_codec("lstm-w25-ft").model
+    assert f"initialised from {DEFAULT_CODEC}" in r.stderr
+    same, base = load_codec(str(out)), load_codec(DEFAULT_CODEC)
+    assert same.config == base.config
+    sd, base_sd = same.state_dict(), base.state_dict()
+    assert sd.keys() == base_sd.keys() and all(torch.equal(sd[k], base_sd[k]) for k in sd)
+
+
+def test_init_maps_kernels_to_a_cheaper_decoder(tmp_path):
+    """--init ... --decoder-hidden-kernel 1 --resize: 3x3 hidden kernels become their centre taps."""
+    torch.manual_seed(0)
+    training.export_codec(Codec(CodecConfig(width=0.125)), tmp_path / "src.pt", "src")
+    out = tmp_path / "cheap.pt"
+    r = _tune(tmp_path / "run", "--init", str(tmp_path / "src.pt"), "--decoder-hidden-kernel", "1", "--resize",
+              "--export", str(out), "--name", "cheap")
+    assert r.returncode == 0, r.stderr
+    cheap, full = load_codec(str(out)), load_codec(str(tmp_path / "src.pt"))
     assert cheap.config.decoder_hidden_kernel == 1 and full.config.decoder_hidden_kernel == 3
     for a, b in zip(cheap.decoder.rnns[2:], full.decoder.rnns[2:]):
         assert a.conv_h.weight.shape[2:] == (1, 1)
@@ -67,17 +90,16 @@ def test_init_from_weights_maps_kernels_to_a_cheaper_decoder(tmp_path):
     assert torch.equal(cheap.encoder.conv.weight, full.encoder.conv.weight)
 
 
-def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
-    """--init with narrower --decoder-hidden / --encoder-hidden: each decoder cell keeps the groups of 4 hidden
-    channels that the next layer reads most strongly, with their gate rows, recurrent weights and the next
-    layer's columns; each encoder cell the same with single channels."""
+def test_init_shrinks_cells_keeping_the_channels_read_most(tmp_path):
+    """--init with narrower --decoder-hidden / --encoder-hidden and --resize: each decoder cell keeps the groups of
+    4 hidden channels that the next layer reads most strongly, with their gate rows, recurrent weights and the
+    next layer's columns; each encoder cell the same with single channels."""
     out = tmp_path / "narrow.pt"
-    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-fast", "--decoder-hidden-kernel", "1",
-               "--decoder-hidden", "128", "128", "48", "24", "--encoder-hidden", "48", "96", "128",
-               "--lr", "0", "--export", str(out), "--name", "narrow")
+    r = _tune(tmp_path / "run", "--init", DEFAULT_CODEC, "--decoder-hidden", "128", "128", "48", "16",
+              "--encoder-hidden", "48", "80", "128", "--resize", "--export", str(out), "--name", "narrow")
     assert r.returncode == 0, r.stderr
-    narrow, full = load_codec(str(out)).model, load_codec("lstm-w25-fast").model
-    assert narrow.config.decoder_hidden == (128, 128, 48, 24) and full.config.decoder_hidden == ()
+    narrow, full = load_codec(str(out)), load_codec(DEFAULT_CODEC)
+    assert narrow.config.decoder_hidden == (128, 128, 48, 16) and full.config.decoder_hidden == (128, 128, 48, 24)
     n_out, f_out = narrow.decoder.conv_out.weight, full.decoder.conv_out.weight   # 3 x groups x 1 x 1
     kept = [next(j for j in range(f_out.shape[1]) if torch.equal(n_out[:, i], f_out[:, j])) for i in range(n_out.shape[1])]
     strength = f_out.float().pow(2).sum(dim=(0, 2, 3))
@@ -86,20 +108,19 @@ def test_init_shrinks_decoder_cells_keeping_the_channels_read_most(tmp_path):
     units = torch.tensor([4 * g + j for g in kept for j in range(4)])
     n4, f4 = narrow.decoder.rnns[3], full.decoder.rnns[3]
     for gate in range(4):
-        rows = gate * 32 + units
-        assert torch.equal(n4.conv_h.weight[gate * 24:(gate + 1) * 24], f4.conv_h.weight[rows][:, units])
-        assert torch.equal(n4.conv_x.bias[gate * 24:(gate + 1) * 24], f4.conv_x.bias[rows])
-    assert n4.conv_x.weight.shape == (4 * 24, 12, 3, 3) and narrow.decoder.rnns[2].conv_h.weight.shape == (4 * 48, 48, 1, 1)
-    assert torch.equal(narrow.decoder.rnns[1].conv_x.weight, full.decoder.rnns[1].conv_x.weight)
+        rows = gate * 24 + units
+        assert torch.equal(n4.conv_h.weight[gate * 16:(gate + 1) * 16], f4.conv_h.weight[rows][:, units])
+        assert torch.equal(n4.conv_x.bias[gate * 16:(gate + 1) * 16], f4.conv_x.bias[rows])
+    assert n4.conv_x.weight.shape == (4 * 16, 12, 3, 3)
+    assert torch.equal(narrow.decoder.rnns[2].conv_x.weight, full.decoder.rnns[2].conv_x.weight)
     # The encoder: no depth-to-space, so a cell keeps single channels, those its successor reads most.
-    assert narrow.config.encoder_hidden == (48, 96, 128)
-    e0, e1 = narrow.encoder.rnns[0], narrow.encoder.rnns[1]
-    assert e0.conv_h.weight.shape == (4 * 48, 48, 1, 1) and e1.conv_x.weight.shape == (4 * 96, 48, 3, 3)
-    assert e1.conv_h.weight.shape == (4 * 96, 96, 1, 1) and narrow.encoder.rnns[2].conv_x.weight.shape == (512, 96, 3, 3)
+    assert narrow.config.encoder_hidden == (48, 80, 128)
+    e1, e2 = narrow.encoder.rnns[1], narrow.encoder.rnns[2]
+    assert e1.conv_h.weight.shape == (4 * 80, 80, 1, 1) and e2.conv_x.weight.shape == (4 * 128, 80, 3, 3)
     reads = full.encoder.rnns[2].conv_x.weight.float().pow(2).sum(dim=(0, 2, 3))
-    kept = [next(j for j in range(128) if torch.equal(narrow.encoder.rnns[2].conv_x.weight[:, i], full.encoder.rnns[2].conv_x.weight[:, j]))
-            for i in range(96)]
-    assert reads[sorted(set(range(128)) - set(kept))].max() <= reads[kept].min()
+    kept = [next(j for j in range(96) if torch.equal(e2.conv_x.weight[:, i], full.encoder.rnns[2].conv_x.weight[:, j]))
+            for i in range(80)]
+    assert reads[sorted(set(range(96)) - set(kept))].max() <= reads[kept].min()
     assert torch.equal(narrow.binarizer.conv.weight, full.binarizer.conv.weight)
 
 
@@ -153,21 +174,40 @@ def test_rate_weight_trains_a_rate_model_beside_the_codec_and_exports_the_codec_
     assert r.returncode == 0, r.stderr
     for path in (tmp_path / "r.pt", tmp_path / "again.pt"):
         codec = load_codec(str(path))
-        assert codec.name == "r" and not any(k.startswith("rate") for k in codec.model.state_dict())
+        assert codec.name == "r" and not any(k.startswith("rate") for k in codec.state_dict())
         blob = lstmcodec.encode(parrots[:48, :80], iterations=2, model=str(path))
         assert lstmcodec.decode(blob, model=str(path)).size == (80, 48)
 
 
-def test_init_refuses_weights_of_another_shape_in_one_line(tmp_path):
-    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-sign2", "--decoder-hidden-kernel", "1",
-               "--decoder-hidden", "128", "128", "48", "24", "--encoder-hidden", "48", "96", "128")
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1] == ("error: --init lstm-w25-sign2: its log_gain has no place in this model "
-                                                 "(add --residual-gain)")
-    r = _train(tmp_path / "run2", 1, "--width", "0.25", "--init", "lstm-w25-sign2", "--residual-gain", "--decoder-hidden-kernel",
-               "1", "--decoder-hidden", "128", "128", "48", "24", "--encoder-hidden", "48", "96", "128")
+def test_init_and_resume_refuse_what_does_not_fit_in_one_line(tmp_path):
+    """A shape change without --resize, a cell or gain that cannot change, and a resumed run told another shape:
+    each one error line, exit status 1, no traceback."""
+    cases = [
+        (("--init", DEFAULT_CODEC, "--decoder-hidden", "192", "192", "128", "64"),
+         f"error: --init {DEFAULT_CODEC}: --decoder-hidden 192 192 128 64 (it has 128 128 48 24) changes the network's "
+         "shape; add --resize to grow or shrink it"),
+        (("--init", DEFAULT_CODEC, "--cell", "gru"), f"error: --init {DEFAULT_CODEC}: cell lstm cannot become gru in fine-tuning"),
+        (("--init", DEFAULT_CODEC, "--no-residual-gain"),
+         f"error: --init {DEFAULT_CODEC}: it has learned residual gains; fine-tuning keeps them (drop --no-residual-gain)"),
+        (("--init", "no-such-model"), "error: --init no-such-model: unknown model 'no-such-model' (bundled: "),
+    ]
+    for k, (extra, message) in enumerate(cases):
+        r = _train(tmp_path / f"run{k}", 1, *extra, options=FINE_TUNE)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(message), r.stderr
+    assert _train(tmp_path / "run", 1).returncode == 0
+    r = _train(tmp_path / "run", 2, "--width", "0.25", options=FINE_TUNE)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == (
-        "error: --init lstm-w25-sign2: its log_gain has shape (16,), this model's (2,) (a different --iterations, --width or --cell?)")
+        "error: the run was started with --width 0.125; a resumed run keeps its network (start a new run folder with "
+        "--init to change it)")
+
+
+def test_a_run_never_takes_a_bundled_models_name(tmp_path):
+    out = tmp_path / "x.pt"
+    r = _train(tmp_path / DEFAULT_CODEC, 1, "--export", str(out))
+    assert r.returncode == 0, r.stderr
+    assert load_codec(str(out)).name == f"run-{DEFAULT_CODEC}"
+    assert training.default_name(tmp_path / "mine", "codec") == "mine"
 
 
 @pytest.mark.parametrize("loss", ["ssim-l1", "mix"])
@@ -176,7 +216,7 @@ def test_losses_and_priming_train_into_a_codec_that_round_trips(tmp_path, parrot
     out = tmp_path / "primed.pt"
     r = _train(tmp_path / "run", 2, "--loss", loss, "--priming", "1", "--export", str(out), "--name", "primed")
     assert r.returncode == 0, r.stderr
-    assert load_codec(str(out)).model.config.priming == 1
+    assert load_codec(str(out)).config.priming == 1
     blob = lstmcodec.encode(parrots[:48, :80], iterations=2, model=str(out))
     assert lstmcodec.decode(blob, model=str(out)).size == (80, 48)
     assert lstmcodec.decode(blob, iterations=1, model=str(out)).size == (80, 48)
@@ -244,7 +284,7 @@ def test_cpu_autocast_is_opt_in():
 
 def test_bf16_autocast_runs_the_bundled_codec_in_channels_last():
     """The 1x1 hidden-kernel fast path of the cells must accept bf16 gates with an fp32 state (--cpu-amp)."""
-    net = load_codec("lstm-w25-lean2").model
+    net = load_codec(DEFAULT_CODEC)
     assert net.config.decoder_hidden_kernel == 1
     x = (torch.rand(1, 3, 32, 32) - 0.5).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -255,15 +295,14 @@ def test_bf16_autocast_runs_the_bundled_codec_in_channels_last():
 
 
 def test_init_grows_cells_without_changing_what_the_codec_computes(tmp_path):
-    """--init with wider --decoder-hidden / --encoder-hidden: the new hidden channels are appended, and nothing
-    reads them yet (zero columns in the next layer and in the old channels' recurrent weights), so the wider
+    """--init with wider --decoder-hidden / --encoder-hidden and --resize: the new hidden channels are appended, and
+    nothing reads them yet (zero columns in the next layer and in the old channels' recurrent weights), so the wider
     network reconstructs a photo exactly as the bundled one does before training gives them a use."""
     out = tmp_path / "wide.pt"
-    r = _train(tmp_path / "run", 1, "--width", "0.25", "--init", "lstm-w25-sign2", "--residual-gain",
-               "--decoder-hidden-kernel", "1", "--decoder-hidden", "128", "128", "96", "48",
-               "--encoder-hidden", "48", "96", "160", "--iterations", "16", "--lr", "0", "--export", str(out), "--name", "wide")
+    r = _tune(tmp_path / "run", "--init", DEFAULT_CODEC, "--decoder-hidden", "128", "128", "96", "48",
+              "--encoder-hidden", "48", "96", "160", "--resize", "--export", str(out), "--name", "wide")
     assert r.returncode == 0, r.stderr
-    wide, base = load_codec(str(out)).model.float(), load_codec("lstm-w25-sign2").model.float()
+    wide, base = load_codec(str(out)).float(), load_codec(DEFAULT_CODEC).float()
     assert wide.config.decoder_hidden == (128, 128, 96, 48) and base.config.decoder_hidden == (128, 128, 48, 24)
     d3 = wide.decoder.rnns[3]
     assert d3.conv_h.weight.shape == (4 * 48, 48, 1, 1) and wide.decoder.conv_out.weight.shape == (3, 12, 1, 1)

@@ -8,7 +8,8 @@ import torch
 
 from lstmcodec import losses, runtime
 from lstmcodec.nets.recurrent import GAIN_LR_SCALE, CodecConfig, RecurrentCodec
-from lstmcodec.weights import export_codec, load_codec
+from lstmcodec.training import export_codec
+from lstmcodec.zoo import DEFAULT_CODEC, load_codec, registry
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_priming_runs_first_iteration_again_and_the_decoder_repeats_it(crop):
         rebuilt = list(primed.reconstruct([b for b, _ in steps]))   # the decoder side alone
         unprimed = list(plain.iterate(crop, 3))
     hook.remove()
-    assert all(torch.equal(a, b) for (_, a), b in zip(steps, rebuilt))
+    assert all(torch.allclose(a, b, atol=1e-5) for (_, a), b in zip(steps, rebuilt))  # Decoder.project: to rounding
     assert not torch.equal(steps[0][1], unprimed[0][1])
 
 
@@ -100,9 +101,9 @@ def test_priming_is_part_of_the_fingerprint(tmp_path):
     plain, primed = _tiny(0), _tiny(1)
     primed.load_state_dict(plain.state_dict())
     assert export_codec(plain, tmp_path / "a.pt", "a") != export_codec(primed, tmp_path / "b.pt", "b")
-    assert load_codec(str(tmp_path / "b.pt")).model.config.priming == 1
-    # unprimed weights keep the fingerprint their files were written with (weights/README.md)
-    assert load_codec("lstm-w25-lean2").fingerprint.hex() == "a70bc389a87083c1"
+    assert load_codec(str(tmp_path / "b.pt")).config.priming == 1
+    # unprimed weights keep the fingerprint their files were written with (weights/index.json records it)
+    assert load_codec(DEFAULT_CODEC).fingerprint.hex() == registry()["codec"][DEFAULT_CODEC]["fingerprint"]
 
 
 def test_priming_out_of_range_is_refused():
@@ -130,7 +131,7 @@ def test_residual_gain_starts_as_the_plain_recurrence_and_scales_what_each_itera
         steps = list(gained.iterate(crop, 4))                       # iteration 4 reuses the last gain
         hook.remove()
         rebuilt = list(gained.reconstruct([b for b, _ in steps]))   # the decoder side alone divides by the same gains
-    assert all(torch.equal(x, y) for (_, x), y in zip(steps, rebuilt))
+    assert all(torch.allclose(x, y, atol=1e-5) for (_, x), y in zip(steps, rebuilt))  # to rounding (Decoder.project)
     torch.testing.assert_close(inputs[1], (crop - steps[0][1]) * math.e)
     torch.testing.assert_close(inputs[3], (crop - steps[2][1]) * math.e ** 2)
     assert not torch.equal(steps[1][1], same[1][1])

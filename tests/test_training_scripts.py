@@ -71,6 +71,15 @@ def test_classifier_reads_class_folders(tmp_path):
                 "--batch", 16, "--widths", 8, 16, 16, "--threads", 1, "--tta", "--export", tmp_path / "f.pt")
     assert r.returncode == 0, r.stderr
     assert torch.load(tmp_path / "f.pt", weights_only=True)["config"]["widths"] == [8, 16, 16]
+    # --init inherits the network (no --widths given); a --widths that differs is one error line
+    r = _script("train_classifier.py", "folder", tmp_path / "data", "--out", tmp_path / "ft", "--epochs", 1, "--batch", 16,
+                "--init", tmp_path / "f.pt", "--threads", 1, "--export", tmp_path / "g.pt")
+    assert r.returncode == 0, r.stderr
+    assert torch.load(tmp_path / "g.pt", weights_only=True)["config"]["widths"] == [8, 16, 16]
+    r = _script("train_classifier.py", "folder", tmp_path / "data", "--out", tmp_path / "ft2", "--init", tmp_path / "f.pt",
+                "--widths", 8, 8, 8)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "--widths [8, 8, 8] does not fit its network" in r.stderr.strip().splitlines()[-1]
 
 
 def test_denoiser_trains_with_target_loss_and_exports(tmp_path, mnist_dir):
@@ -94,8 +103,8 @@ def test_photo_denoiser_trains_on_a_folder(tmp_path):
     assert "val_psnr_s25" in r.stderr
     first = torch.load(tmp_path / "p.pt", weights_only=True)
     assert first["config"] == {"in_channels": 3, "width": 8, "depth": 3, "down": 2}
-    # --init fine-tunes that file: its architecture wins over --arch, and at lr 0 its weights come out unchanged
-    r = _script("train_denoiser.py", "folder", DATA, "--init", tmp_path / "p.pt", "--arch", "unet", "--lr", 0, "--steps", 1,
+    # --init fine-tunes that file with its architecture: at lr 0 its weights come out unchanged
+    r = _script("train_denoiser.py", "folder", DATA, "--init", tmp_path / "p.pt", "--lr", 0, "--steps", 1,
                 "--crop", 32, "--batch", 2, "--eval-every", 1, "--threads", 1, "--out", tmp_path / "ft", "--export", tmp_path / "q.pt")
     assert r.returncode == 0, r.stderr
     again = torch.load(tmp_path / "q.pt", weights_only=True)
@@ -104,6 +113,14 @@ def test_photo_denoiser_trains_on_a_folder(tmp_path):
     r = _script("train_denoiser.py", "folder", DATA, "--init", "mnist", "--steps", 1, "--out", tmp_path / "bad")
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == "error: --init mnist: a 1-channel denoiser, the data has 3"
     assert "Traceback" not in r.stderr
+    # a named shape option that differs from the file's network is refused, not silently ignored
+    r = _script("train_denoiser.py", "folder", DATA, "--init", tmp_path / "p.pt", "--width", 16, "--steps", 1,
+                "--out", tmp_path / "bad2")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: --init {tmp_path / 'p.pt'}: --width 16 does not fit its network")
+    # and a resumed run keeps its own network
+    r = _script("train_denoiser.py", "folder", DATA, "--arch", "unet", "--steps", 2, "--out", tmp_path / "run")
+    assert r.returncode == 1 and "--arch unet does not fit the resumed run" in r.stderr.strip().splitlines()[-1]
 
 
 def test_scripts_refuse_missing_data_with_one_line(tmp_path):

@@ -21,9 +21,9 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..geometry import BLOCK
 from .cells import CELLS, State, depth_to_space
 
-BLOCK = 16  # pixels per side of the block that one code vector describes
 GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights
 Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate
 
@@ -45,12 +45,28 @@ class CodecConfig:
     residual_gain: bool = False  # a learned gain per iteration on the residual (module docstring); additive only
 
     def __post_init__(self):
-        if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(c <= 0 or c % 4 for c in self.decoder_hidden)):
-            raise ValueError(f"decoder_hidden must be four positive multiples of 4, not {self.decoder_hidden}")
-        if self.encoder_hidden and (len(self.encoder_hidden) != 3 or any(c <= 0 for c in self.encoder_hidden)):
-            raise ValueError(f"encoder_hidden must be three positive channel counts, not {self.encoder_hidden}")
-        if not 0 <= self.priming <= 8:
-            raise ValueError(f"priming must be 0..8 extra runs, not {self.priming}")
+        def integer(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not 0 < self.width <= 4:
+            raise ValueError(f"width must be a number in (0, 4], not {self.width!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if not integer(self.bits) or not 1 <= self.bits <= 32:
+            raise ValueError(f"bits must be 1..32 per block, not {self.bits!r}")
+        if not integer(self.iterations) or not 1 <= self.iterations <= 64:
+            raise ValueError(f"iterations must be 1..64, not {self.iterations!r}")
+        if self.decoder_hidden_kernel not in (1, 3) or not integer(self.decoder_hidden_kernel):
+            raise ValueError(f"decoder_hidden_kernel must be 1 or 3, not {self.decoder_hidden_kernel!r}")
+        if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(not integer(c) or not 0 < c <= 4096 or c % 4
+                                                                          for c in self.decoder_hidden)):
+            raise ValueError(f"decoder_hidden must be four multiples of 4 in 4..4096, not {self.decoder_hidden}")
+        if self.encoder_hidden and (len(self.encoder_hidden) != 3 or any(not integer(c) or not 0 < c <= 4096
+                                                                          for c in self.encoder_hidden)):
+            raise ValueError(f"encoder_hidden must be three channel counts in 1..4096, not {self.encoder_hidden}")
+        if not integer(self.priming) or not 0 <= self.priming <= 8:
+            raise ValueError(f"priming must be 0..8 extra runs, not {self.priming!r}")
+        if not isinstance(self.additive, bool) or not isinstance(self.residual_gain, bool):
+            raise ValueError("additive and residual_gain must be true or false")
         if self.residual_gain and not self.additive:
             raise ValueError("residual_gain needs additive reconstruction")
 
@@ -59,12 +75,20 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
+        """The configuration a weights file or checkpoint stores (unknown keys are ignored; ValueError on bad values)."""
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         for key in ("decoder_hidden", "encoder_hidden"):
             if key in kw:
+                if not isinstance(kw[key], (list, tuple)):
+                    raise ValueError(f"{key} must be a list of channel counts, not {kw[key]!r}")
                 kw[key] = tuple(kw[key])
         return cls(**kw)
+
+    @property
+    def block(self) -> int:
+        """Pixels per side of the block one code vector describes (the encoder's downsampling)."""
+        return BLOCK
 
 
 def _ch(base: int, width: float) -> int:
@@ -144,8 +168,24 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(c4 // 4, 3, 1)
 
     def forward(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
-        x, new_states = run_stack(self.rnns, self.conv_in(b), states, after=depth_to_space)
+        x, new_states = self.features(b, states)
         return self.conv_out(x), new_states
+
+    def features(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
+        """What conv_out reads: the last cell's output at full resolution (depth-to-space done)."""
+        return run_stack(self.rnns, self.conv_in(b), states, after=depth_to_space)
+
+    def project(self, features: torch.Tensor, bias_scale: torch.Tensor | float) -> torch.Tensor:
+        """conv_out(features) with its bias times bias_scale, computed as a fixed sequence of elementwise
+        multiplications and additions (each correctly rounded, whatever the vector width or thread count),
+        so that the decoded pixels do not depend on how many threads run: oneDNN's 1x1 convolution with so few
+        channels may sum in another order on another thread count."""
+        w = self.conv_out.weight[:, :, 0, 0]
+        out = features[:, :1] * w[:, 0].view(1, -1, 1, 1)
+        for c in range(1, w.shape[1]):
+            out += features[:, c:c + 1] * w[:, c].view(1, -1, 1, 1)
+        out += self.conv_out.bias.view(1, -1, 1, 1) * bias_scale
+        return out
 
 
 def keep_stopped(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor | float) -> torch.Tensor:
@@ -172,7 +212,7 @@ class RecurrentCodec(nn.Module):
             return 1.0
         return self.log_gain[min(t, self.log_gain.numel() - 1)].float().exp()
 
-    def step(self, net: nn.Module, inp: torch.Tensor, state: list[State] | None, t: int
+    def step(self, net: Callable, inp: torch.Tensor, state: list[State] | None, t: int
              ) -> tuple[torch.Tensor, list[State]]:
         """E_t or D_t: one run of the encoder or decoder; in the first iteration (t = 0) 1 + priming runs on the
         same input, of which only the last one's output is used."""
@@ -180,30 +220,36 @@ class RecurrentCodec(nn.Module):
             out, state = net(inp, state)
         return out, state
 
-    def iterate(self, x: torch.Tensor, iterations: int, active: Gate | None = None,
-                final_reconstruction: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """The recurrence. Yields (b_t, x̂_t) for t = 1..iterations.
+    def encode_step(self, r: torch.Tensor, state: list[State] | None, t: int, mask: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, list[State]]:
+        """b_t = B(E_t(g_t·r_{t-1})), zero outside the block mask (N x 1 x H/16 x W/16 of 0/1) when one is given."""
+        code, state = self.step(self.encoder, self.gain(t) * r, state, t)
+        b = self.binarizer(code)
+        return (b if mask is None else b * mask), state
 
-        active(t, x̂_{t-1}), when given, returns the blocks that receive iteration t (t from 0), an
-        N x 1 x H/16 x W/16 mask of 0/1 (spatially adaptive bit rates): the others get zero bits
-        and keep their reconstruction. final_reconstruction=False skips the decoder in the last
-        iteration and yields (b_T, None): an encoder that only wants the bits saves one decoder run."""
-        r, x_hat = x, torch.zeros_like(x)
-        enc_state = dec_state = None
+    def decode_step(self, b: torch.Tensor, x_hat: torch.Tensor | float, state: list[State] | None, t: int,
+                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[State]]:
+        """x̂_t = D_t(b_t)/g_t + x̂_{t-1} (one-shot models: D_t(b_t)); x̂_{t-1} kept where the block mask is 0."""
+        out, state = self.step(self.decoder, b, state, t)
+        new = x_hat + out / self.gain(t) if self.config.additive else out
+        return (new if mask is None else keep_stopped(mask, new, x_hat)), state
+
+    def iterate(self, x: torch.Tensor, iterations: int, active: Gate | None = None, decode_last: bool = True
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The recurrence: yields (b_t, x̂_t) for t = 1..iterations, from r_0 = x.
+
+        active(t, x̂_{t-1}), when given, returns the blocks that receive iteration t (t from 0) as a block mask,
+        or None for all of them (spatially adaptive bit rates). decode_last=False leaves out the last
+        decoder run (x̂_T is None): what an encoder that only wants the bits does."""
+        r, x_hat, enc_state, dec_state = x, torch.zeros_like(x), None, None
         for t in range(iterations):
-            g = self.gain(t)
-            code, enc_state = self.step(self.encoder, g * r, enc_state, t)
-            b = self.binarizer(code)                                    # b_t = B(E_t(g_t·r_{t-1}))
             mask = None if active is None else active(t, x_hat)
-            if mask is not None:
-                b = b * mask
-            if t == iterations - 1 and not final_reconstruction:
+            b, enc_state = self.encode_step(r, enc_state, t, mask)                 # b_t = B(E_t(r_{t-1}))
+            if t + 1 == iterations and not decode_last:
                 yield b, None
                 return
-            out, dec_state = self.step(self.decoder, b, dec_state, t)
-            new = x_hat + out / g if self.config.additive else out      # x̂_t = D_t(b_t)/g_t + γ·x̂_{t-1}
-            x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
-            r = x - x_hat                                               # r_t = x − x̂_t
+            x_hat, dec_state = self.decode_step(b, x_hat, dec_state, t, mask)      # x̂_t = D_t(b_t) + x̂_{t-1}
+            r = x - x_hat                                                          # r_t = x − x̂_t
             yield b, x_hat
 
     def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, with_bits: bool = False
@@ -215,13 +261,23 @@ class RecurrentCodec(nn.Module):
         bits, x_hats = zip(*self.iterate(x, iterations, active))
         return (list(x_hats), list(bits)) if with_bits else list(x_hats)
 
-    def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None
-                    ) -> Iterator[torch.Tensor]:
-        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16);
-        masks: the blocks active in each iteration (as `iterate`'s `active` gave them), or None."""
-        x_hat, dec_state = 0.0, None
-        for t, (b, mask) in enumerate(zip(bits, masks if masks is not None else itertools.repeat(None))):
-            out, dec_state = self.step(self.decoder, b, dec_state, t)
-            new = x_hat + out / self.gain(t) if self.config.additive else out
-            x_hat = new if mask is None else keep_stopped(mask, new, x_hat)
-            yield x_hat
+    def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None,
+                    every: bool = True) -> Iterator[torch.Tensor]:
+        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16), or with every=False
+        only the last one; masks: the blocks active in each iteration (as `iterate`'s `active` gave them), or None.
+
+        The decoder's output is linear in its features, so x̂_t = Σ_s D_s(b_s)/g_s is computed as conv_out's weights
+        times Σ_s features_s/g_s plus its bias times Σ_s 1/g_s (over the iterations each block received), by
+        Decoder.project: the same image as `iterate` builds, to float rounding, and the same on every thread count."""
+        acc, scale, state = 0.0, 0.0, None
+        steps = list(zip(bits, masks if masks is not None else itertools.repeat(None)))
+        for t, (b, mask) in enumerate(steps):
+            f, state = self.step(self.decoder.features, b, state, t)
+            g = self.gain(t)
+            new_acc, new_scale = (acc + f / g, scale + 1 / g) if self.config.additive else (f, 1.0)
+            if mask is None:
+                acc, scale = new_acc, new_scale
+            else:
+                acc, scale = keep_stopped(mask, new_acc, acc), keep_stopped(mask, torch.as_tensor(new_scale), scale)
+            if every or t + 1 == len(steps):
+                yield self.decoder.project(acc, scale)

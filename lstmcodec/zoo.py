@@ -1,0 +1,172 @@
+"""The model zoo: the bundled models by name (weights/index.json), the retired ones (weights/retired.json), and
+loading either by name or by path, once per process.
+
+No torch at import: `lstmcodec --help` and `lstmcodec info` read names from here without loading a network.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import CodecError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .codec import Codec
+    from .container import Header
+
+DEFAULT_CODEC = "fast"       # the best codec that meets the speed targets (weights/README.md)
+DEFAULT_DENOISER = "photo"
+DEFAULT_CLASSIFIER = "cifar10"
+DEFAULTS = {"codec": DEFAULT_CODEC, "denoise": DEFAULT_DENOISER, "classify": DEFAULT_CLASSIFIER}
+
+
+def weights_dir() -> Path:
+    """weights/ beside the package in a source checkout, or lstmcodec/weights/ in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "weights", here / "weights"):
+        if (candidate / "index.json").is_file():
+            return candidate
+    raise CodecError("the bundled weights folder is missing (weights/index.json)")
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> dict:
+    """weights/index.json: {task: {name: {"file", "sha256", "config", ...}}}."""
+    with open(weights_dir() / "index.json") as f:
+        return json.load(f)
+
+
+@functools.lru_cache(maxsize=1)
+def retired() -> dict:
+    """weights/retired.json: {task: {name: {"fingerprints": [hex, ...], "last_version": "X.Y.Z"}}}, the models that
+    earlier versions shipped and this one does not."""
+    path = weights_dir() / "retired.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def names(task: str) -> list[str]:
+    return sorted(registry().get(task, {}))
+
+
+def resolve(task: str, name_or_path: str) -> tuple[Path, str | None]:
+    """The weights file of a bundled name ("default" is the task's default) with its recorded SHA-256, or a path
+    (SHA-256 None). Raises CodecError for a name that is neither."""
+    name = canonical(task, name_or_path)
+    path = Path(name)
+    if path.suffix and path.exists():
+        return path, None
+    entry = registry().get(task, {}).get(name)
+    if entry is None:
+        if name in retired().get(task, {}):
+            raise CodecError(f"the model '{name}' is retired: lstmcodec {retired()[task][name]['last_version']} "
+                             "was the last version that shipped it (give its weights file as a path)")
+        raise CodecError(f"unknown model '{name}' (bundled: {', '.join(names(task))}; or give a path to a .pt file)")
+    return weights_dir() / entry["file"], entry.get("sha256")
+
+
+def canonical(task: str, name_or_path: str) -> str:
+    """The bundled name that "default" stands for, or the name or path itself."""
+    return DEFAULTS[task] if name_or_path == "default" else str(name_or_path)
+
+
+def load_codec(name_or_path: str = "default", device: str = "cpu") -> "Codec":
+    """A codec by bundled name (or "default") or weights path, ready for inference on `device`; loaded once."""
+    return _load_codec(canonical("codec", name_or_path), str(select(device)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_codec(name_or_path: str, device: str) -> "Codec":
+    from . import weights
+    from .codec import Codec
+
+    path, sha = resolve("codec", name_or_path)
+    dev = select(device)
+    try:
+        return Codec.from_weights(path, weights.read(path, "codec", sha)).for_inference(dev)
+    except ValueError as e:
+        raise CodecError(str(e)) from None
+
+
+def clear_cache() -> None:
+    """Forget the models loaded so far (a weights file given by path may have changed on disk)."""
+    _load_codec.cache_clear()
+    _load_net.cache_clear()
+
+
+def codec_for(header: "Header", model: str | None = None, device: str = "cpu") -> "Codec":
+    """The codec that decodes a file: `model` (a name or path) if given, else the bundled model its header names.
+    A file of a retired or unknown model is refused with one line that says what decodes it."""
+    if model is None:
+        if header.model not in registry().get("codec", {}):
+            raise CodecError(retired_message(header))
+        codec = load_codec(header.model, device)
+        if codec.fingerprint != header.fingerprint:
+            raise CodecError(retired_message(header, codec))
+        return codec
+    codec = load_codec(model, device)
+    codec.check_file(header)
+    return codec
+
+
+def retired_message(header: "Header", bundled: "Codec | None" = None) -> str:
+    """Why a file made with a model that is not bundled cannot be decoded, and what can decode it."""
+    from . import __version__
+
+    made = f"the file was made with model '{header.model}' ({header.fingerprint.hex()})"
+    for name, entry in retired().get("codec", {}).items():
+        if header.fingerprint.hex() in entry["fingerprints"]:
+            return (f"{made}, which lstmcodec {__version__} no longer ships: lstmcodec {entry['last_version']} "
+                    f"decodes it (pip install lstmcodec=={entry['last_version']}), or pass that model's weights "
+                    "file with --model PATH")
+    if bundled is not None:
+        return (f"{made}, not with the bundled weights of that name ({bundled.fingerprint.hex()}); pass its weights "
+                "file with --model PATH")
+    return f"{made}, which is not bundled; pass its weights file with --model PATH"
+
+
+def select(device: str) -> "torch.device":
+    from .runtime import select_device
+
+    try:
+        return select_device(device)
+    except ValueError as e:
+        raise CodecError(str(e)) from None
+
+
+@dataclass
+class LoadedNet:
+    """A denoiser or classifier: its name, network (eval mode), architecture, configuration and provenance."""
+
+    name: str
+    task: str
+    arch: str
+    model: "torch.nn.Module"
+    config: dict
+    meta: dict
+
+
+def load_net(task: str, name_or_path: str = "default", device: str = "cpu") -> LoadedNet:
+    """A bundled denoiser / classifier by name (or "default"), or a weights file by path; loaded once."""
+    return _load_net(task, canonical(task, name_or_path), str(select(device)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_net(task: str, name_or_path: str, device: str) -> LoadedNet:
+    from . import weights
+    from .nets import classify, denoise
+
+    path, sha = resolve(task, name_or_path)
+    dev = select(device)
+    builder = {"denoise": denoise.build, "classify": classify.build}[task]
+    try:
+        blob = weights.read(path, task, sha)
+        model = weights.build(path, blob, lambda: builder(blob["arch"], blob["config"]))
+    except ValueError as e:
+        raise CodecError(str(e)) from None
+    model.eval().requires_grad_(False).to(dev)
+    return LoadedNet(blob["name"], task, blob["arch"], model, blob["config"], blob.get("meta", {}))

@@ -94,12 +94,18 @@ def main(argv=None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.work:
+        return job(args, Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="lstmcodec-job-") as work:  # removed at the end
+        return job(args, Path(work))
+
+
+def job(args: argparse.Namespace, work: Path) -> int:
     from lstmcodec import recipes, runtime
 
     t_start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(args.work or tempfile.mkdtemp(prefix="lstmcodec-job-"))
     run_dir = work / "run"
     recipe = recipes.load(args.recipe)
     if recipe.task != args.task:

@@ -35,11 +35,15 @@ def _positive_env(name: str, default: int) -> int:
 
 MAX_PIXELS = _positive_env("LSTMCODEC_MAX_PIXELS", 1 << 28)
 # The decoder's work budget, in pixel-iterations (pixels the networks process, times the iterations decoded): any
-# file may ask for FREE_WORK, a larger one WORK_PER_BYTE for every byte it holds. Real files need far less: a flat
-# grey 1024x1024 image at 16 iterations, the cheapest kind, takes 660 pixel-iterations per byte, a photograph
-# about 100. A header that claims a large image from a few bytes would otherwise cost minutes and gigabytes.
-FREE_WORK = 1 << 21                                              # a 512x256 image at 16 iterations
-WORK_PER_BYTE = _positive_env("LSTMCODEC_WORK_PER_BYTE", 2048)
+# file may ask for FREE_WORK (about 3 s on two cores), a file of at least SMALL_FILE bytes WORK_PER_BYTE for every
+# byte it holds. The cheapest real files are flat images at one iteration: a flat grey 2048x2048 image at -i 1 is
+# 467 bytes (9,000 pixel-iterations per byte), 4096x4096 1,611 bytes (10,400 per byte); a photograph needs about
+# 100 per byte. A header that claims a large image from a few bytes would otherwise cost minutes and gigabytes.
+# (The one gap: a flat image of about 2900x2900 to 3300x3300 at -i 1 makes a file under SMALL_FILE bytes that asks
+# for more than FREE_WORK; LSTMCODEC_WORK_PER_BYTE does not open it, LSTMCODEC_FREE_WORK does.)
+FREE_WORK = _positive_env("LSTMCODEC_FREE_WORK", 1 << 23)       # a 2048x4096 image at one iteration
+SMALL_FILE = 1024
+WORK_PER_BYTE = _positive_env("LSTMCODEC_WORK_PER_BYTE", 32768)
 MAX_ITERATIONS = 64
 ITERATION, ALPHA, ICC, MAP = b"I", b"A", b"C", b"M"
 _FIXED = struct.Struct("<4sBBIIBBB")   # magic, version, flags, width, height, mode, iterations, name length
@@ -95,11 +99,14 @@ def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, i
 def check_work(pixels: int, iterations: int, file_bytes: int) -> None:
     """Refuses a decode of `iterations` iterations over `pixels` network pixels that a file of `file_bytes` bytes
     cannot honestly ask for (FREE_WORK, WORK_PER_BYTE)."""
-    work, allowed = pixels * iterations, max(FREE_WORK, WORK_PER_BYTE * file_bytes)
+    work = pixels * iterations
+    allowed = FREE_WORK if file_bytes < SMALL_FILE else max(FREE_WORK, WORK_PER_BYTE * file_bytes)
     if work > allowed:
+        limit = (f"a file under {SMALL_FILE} bytes may ask for {FREE_WORK} pixel-iterations; LSTMCODEC_FREE_WORK "
+                 "raises it" if file_bytes < SMALL_FILE else
+                 f"at most {WORK_PER_BYTE} pixel-iterations per byte; LSTMCODEC_WORK_PER_BYTE raises it")
         raise CodecError(f"the file claims {pixels} pixels at {iterations} iterations from only {file_bytes} bytes: "
-                         f"more decoding work than a real file of its size needs (at most {WORK_PER_BYTE} "
-                         "pixel-iterations per byte; LSTMCODEC_WORK_PER_BYTE raises it)")
+                         f"more decoding work than a real file of its size needs ({limit})")
 
 
 def read_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int, int]:

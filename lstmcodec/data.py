@@ -247,12 +247,13 @@ def load_image_folder(folder: str | Path, size: int, classes: Sequence[str] | No
 
 
 class EpochBatches:
-    """Shuffled mini-batches over N items, epoch after epoch: step -> indices, a pure function of (seed, step)."""
+    """Shuffled mini-batches over N items, epoch after epoch: step -> indices, a pure function of (seed, step).
+    shuffle=False visits the items in their order every epoch."""
 
-    def __init__(self, n: int, batch: int, seed: int = 0):
+    def __init__(self, n: int, batch: int, seed: int = 0, shuffle: bool = True):
         if n < batch:
             raise ValueError(f"{n} items are fewer than one batch of {batch}")
-        self.n, self.batch, self.seed = n, batch, seed
+        self.n, self.batch, self.seed, self.shuffle = n, batch, seed, shuffle
         self.steps_per_epoch = n // batch
         self._epoch, self._perm = -1, None
 
@@ -260,7 +261,8 @@ class EpochBatches:
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._epoch = epoch
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)) \
+                if self.shuffle else torch.arange(self.n)
         return self._perm[i * self.batch:(i + 1) * self.batch]
 
 
@@ -287,7 +289,11 @@ def augment(x: torch.Tensor, g: torch.Generator, translate: int = 0, flip: bool 
 
 @dataclass
 class Noise:
-    """A noise model. kind: gaussian | speckle | salt-pepper | poisson | mix (half gaussian, half speckle).
+    """A noise model. kind: gaussian | speckle | salt-pepper | poisson | mix | halves | none.
+
+    mix: each image gaussian or speckle at random; halves: the first half of the images (in order) gaussian,
+    the second half speckle (the MNIST experiment's protocol, applied once to a whole split); none: no noise
+    (a plain autoencoder).
 
     gaussian: mean and variance on the 0-255 scale; sigma_max > 0 makes it blind (std drawn uniformly
     in [sigma_min, sigma_max] per image, mean 0). speckle: x + x * n * scale, n ~ N(0, 1).
@@ -304,14 +310,19 @@ class Noise:
     peak: float = 30.0
     clip: bool = True
 
-    KINDS = ("gaussian", "speckle", "salt-pepper", "poisson", "mix")
+    KINDS = ("gaussian", "speckle", "salt-pepper", "poisson", "mix", "halves", "none")
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         kind = self.kind
         if kind not in self.KINDS:
             raise ValueError(f"unknown noise '{kind}' (one of {', '.join(self.KINDS)})")
-        if kind == "mix":
-            half = torch.rand(len(x), generator=g) < 0.5
+        if kind == "none":
+            return x.clone()
+        if kind in ("mix", "halves"):
+            if kind == "mix":
+                half = torch.rand(len(x), generator=g) < 0.5
+            else:
+                half = torch.arange(len(x)) < (len(x) + 1) // 2
             a = Noise(**{**self.__dict__, "kind": "gaussian"})(x, g)
             b = Noise(**{**self.__dict__, "kind": "speckle"})(x, g)
             return torch.where(half[:, None, None, None], a, b)

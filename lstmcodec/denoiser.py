@@ -28,7 +28,8 @@ def margin(net: LoadedNet) -> int:
 
 def denoise_array(x: np.ndarray, net: LoadedNet, tile: int = TILE, ensemble: bool = False) -> np.ndarray:
     """H x W x C uint8 (C = the network's channels) -> denoised H x W x C uint8."""
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().div(255)
+    x = np.array(x, dtype=np.uint8)  # a writable copy: the array of a decoded image may be read-only
+    t = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255)
     out = denoise_tensor(t, net, tile, ensemble)
     return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 

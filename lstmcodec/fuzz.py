@@ -255,6 +255,7 @@ def run(runs: int, seed: int = 0, time_limit_s: float = 5.0, seeds: list[bytes] 
     images = image_seeds(rng) if corpus else []
     blob = weights_seed() if corpus else None
     rep = Report()
+    reported = 0
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(runs):
             draw = rng.random()
@@ -281,6 +282,10 @@ def run(runs: int, seed: int = 0, time_limit_s: float = 5.0, seeds: list[bytes] 
             if dt > time_limit_s:
                 rep.findings.append(f"input {k} ({kind}, {len(data)} bytes): took {dt:.2f} s")
             rep.runs += 1
+            if progress and len(rep.findings) > reported:  # each finding as it happens, not only at the end
+                for f in rep.findings[reported:]:
+                    print("FINDING", f, file=sys.stderr, flush=True)
+                reported = len(rep.findings)
             if progress and (k + 1) % 1000 == 0:
                 print(f"{k + 1} inputs: {rep.decoded} decoded, {rep.refused} refused, {len(rep.findings)} findings, "
                       f"slowest {rep.slowest_s:.3f} s", file=sys.stderr, flush=True)

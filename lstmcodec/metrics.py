@@ -27,7 +27,9 @@ def psnr(a, b, data_range: float = 255.0) -> float:
 
 
 def ms_ssim(a, b, data_range: float = 255.0) -> float:
-    """MS-SSIM (pytorch-msssim: five scales, 11x11 gaussian window, standard weights).
+    """MS-SSIM (pytorch-msssim: five scales, 11x11 gaussian window, standard weights): Wang et al. 2003's
+    multi-scale form, as the compression literature and CompressAI report it. (The recurrent-compression text among
+    the project's source documents defines "MS-SSIM" as the mean of windowed single-scale SSIM, pytorch-msssim's `ssim`, not reported here.)
 
     Fallback for small images, whose short side must exceed 160 px for the standard form:
     33..160 px: five scales with the largest odd window w that fits ((w - 1) * 16 < side);

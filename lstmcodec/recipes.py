@@ -39,7 +39,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"   # the recipes of 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 TASK_SCRIPTS = {"codec": "train_codec.py", "denoise": "train_denoiser.py", "classify": "train_classifier.py"}
 OVERRIDES = ("steps", "time_limit", "threads", "device", "eval_every", "checkpoint_every", "seed", "no_amp",
-             "cpu_amp", "compile", "batch")   # what the command line may impose on every stage
+             "cpu_amp", "compile", "batch", "epochs")   # what the command line may impose on every stage
 
 
 class RecipeError(ValueError):
@@ -186,7 +186,7 @@ class Runner:
         ck = load_checkpoint(folder / "last.pt")
         fit = ck["fit"]
         goal = fit["stop_at"] if fit.get("stop_at") else fit["steps"]
-        if ck["step"] < goal:
+        if ck["step"] < goal and not ck.get("reached"):  # a run that reached its target (--target-loss) is done
             raise RecipeError(f"stage {stage.name} stopped at step {ck['step']} of {goal}; run the same command again "
                               "to continue it")
 
@@ -223,6 +223,15 @@ class Runner:
             raise RecipeError(f"a stage failed with exit status {rc}")
 
 
+def positional(args: argparse.Namespace) -> list[str]:
+    """The data arguments a command line gave beside --recipe (the data set's name, then its folders or file),
+    which replace the recipe's; [] when it gave none."""
+    data = getattr(args, "data", None) or []
+    data = [data] if isinstance(data, str) else list(data)
+    dataset = getattr(args, "dataset", None)
+    return [dataset, *data] if dataset else data
+
+
 def run_file(task: str, args: argparse.Namespace, parser: argparse.ArgumentParser,
              main: Callable[[list[str]], int]) -> int:
     """A training script's --recipe (the script of `task`): run the recipe into args.out; errors are one line and
@@ -232,7 +241,7 @@ def run_file(task: str, args: argparse.Namespace, parser: argparse.ArgumentParse
         if recipe.task != task:
             raise RecipeError(f"{args.recipe} is a {recipe.task} recipe: run it with scripts/{TASK_SCRIPTS[recipe.task]}")
         only = set(args.stages.split(",")) if args.stages else None
-        made = Runner(recipe, Path(args.out), main, getattr(args, "data", None) or [], overrides(args, parser), only,
+        made = Runner(recipe, Path(args.out), main, positional(args), overrides(args, parser), only,
                       args.dry_run, check=parser.parse_args).run()
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)

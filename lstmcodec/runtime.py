@@ -194,10 +194,12 @@ class FitConfig:
     warmup: int = 200            # linear warm-up steps, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.05
     schedule: str = "cosine"     # "cosine", "linear" (decay to lr*min_lr_ratio), "constant" or "sawtooth"
-                                 # (cycles of `cycle` steps from lr down to lr*min_lr_ratio)
+                                 # (cycles of `cycle` steps from lr down to lr*min_lr_ratio, counted
+                                 # from step 0, so that a warm-up does not shift the teeth)
     cycle: int = 1000
     weight_decay: float = 0.0
-    optimizer: str = "adamw"     # "adamw" or "sgd" (Nesterov momentum 0.9)
+    optimizer: str = "adamw"     # "adamw" or "sgd" (Nesterov momentum, `momentum`)
+    momentum: float = 0.9        # sgd: 0 is plain stochastic gradient descent
     clip: float = 1.0            # gradient-norm clip (0: off)
     ema: float = 0.0             # EMA decay of the weights (0: off); the EMA model is evaluated and exported
     amp: bool = True             # bf16 autocast on CUDA
@@ -224,7 +226,7 @@ def learning_rate(cfg: FitConfig, step: int, elapsed_s: float = 0.0) -> float:
         return cfg.lr
     lo = cfg.lr * cfg.min_lr_ratio
     if cfg.schedule == "sawtooth":
-        phase = ((step - cfg.warmup) % cfg.cycle) / cfg.cycle
+        phase = (step % cfg.cycle) / cfg.cycle  # teeth on absolute steps: each cycle (an epoch) ends at its lowest
         return cfg.lr - (cfg.lr - lo) * phase
     if cfg.schedule_over == "time":
         progress = min(1.0, elapsed_s / max(cfg.time_limit_s, 1e-9))
@@ -278,7 +280,8 @@ def fit(
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
     groups = param_groups(model)
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                              weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, elapsed = 0, 0.0
@@ -304,9 +307,9 @@ def fit(
     if cfg.compile:
         train_model = torch.compile(train_model)
 
-    def save(step: int) -> None:
+    def save(step: int, reached: bool = False) -> None:
         if dist.main:
-            atomic_save({
+            atomic_save({"reached": reached,  # stopped at its target (a finished run, not an interrupted one)
                 "model": model.state_dict(), "ema": None if ema is None else ema.state_dict(),
                 "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed + time.time() - t0,
                 "rng": torch.get_rng_state(), "fit": asdict(cfg), "meta": meta or {},
@@ -364,7 +367,7 @@ def fit(
         over_time = _agree(bool(cfg.time_limit_s) and (elapsed + time.time() - t0) >= cfg.time_limit_s, dist, device)
         due = _agree(time.time() - last_ckpt >= cfg.checkpoint_every_s, dist, device)
         if due or step == cfg.steps or over_time or reached:
-            save(step)
+            save(step, reached)
             last_ckpt = time.time()
         if reached:
             if dist.main:

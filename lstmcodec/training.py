@@ -180,6 +180,10 @@ def script_start(task: str, parser, argv, main, parse=None):
         return args, 0
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:  # an absent or unknown device is one line, before any data is read
+        runtime.select_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        parser.exit(1, f"error: --device {args.device}: {e}\n")
     return args, None
 
 

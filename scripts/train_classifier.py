@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=["adamw", "sgd"])
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd: Nesterov momentum (0: plain SGD)")
+    p.add_argument("--loss", choices=["cross-entropy", "mse-onehot"], default="cross-entropy",
+                   help="mse-onehot: half the squared error of the outputs against one-hot labels, summed over the "
+                   "classes (the MNIST experiment's; for a network with sigmoid outputs)")
+    p.add_argument("--limit", type=int, default=0, help="train on the first N training images only (0: all)")
+    p.add_argument("--no-shuffle", action="store_true", help="visit the training images in their order every epoch")
+    p.add_argument("--no-standardize", action="store_true", help="inputs are pixel / 255, not standardised per channel")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", choices=["linear", "cosine", "sawtooth", "constant"], default="linear",
                    help="after the warm-up; sawtooth cycles lr -> lr/10 every epoch (the 90%% CIFAR-10 experiment)")
@@ -128,11 +135,15 @@ def main(argv=None) -> int:
         print(f"{net.name}: test accuracy {acc:.4f} on {len(test)} images" + (f" ({' + '.join(tta)} TTA)" if tta else ""))
         return 0
     device = runtime.select_device(args.device)
+    if args.limit:
+        train = data.Labelled(train.images[:args.limit], train.labels[:args.limit], train.classes)
     x_train = train.images.float()
     config = {
         "in_channels": train.images.shape[1], "size": train.images.shape[-1], "classes": train.classes,
         "mean": (x_train / 255).mean((0, 2, 3)).tolist(), "std": (x_train / 255).std((0, 2, 3)).tolist(),
     }
+    if args.no_standardize:
+        config["mean"], config["std"] = [0.0] * config["in_channels"], [1.0] * config["in_channels"]
     if args.arch == "fast-resnet":
         config["widths"] = list(args.widths or PRESETS["folder"]["widths"])
     config["flip_tta"] = bool(args.flip and args.tta)  # `classify` then averages the image and its mirror
@@ -154,7 +165,7 @@ def main(argv=None) -> int:
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    sampler = data.EpochBatches(len(train), args.batch, seed=args.seed)
+    sampler = data.EpochBatches(len(train), args.batch, seed=args.seed, shuffle=not args.no_shuffle)
     steps_per_epoch = sampler.steps_per_epoch // world
     steps = max(1, int(args.epochs * steps_per_epoch))
 
@@ -164,21 +175,31 @@ def main(argv=None) -> int:
         x = data.augment(train_x[idx].float(), g, args.translate, args.flip)
         return classify.normalize(x, config), train_y[idx]
 
+    epoch_error: list[float] = []  # the summed training loss of the current epoch (per image, as the MNIST text sums it)
+
     def loss_fn(net, batch):
         x, y = batch
         logits = net(x.contiguous(memory_format=torch.channels_last))
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+        if args.loss == "mse-onehot":
+            loss = 0.5 * (logits.float() - F.one_hot(y, logits.shape[1]).float()).square().sum(1).mean()
+        else:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+        epoch_error.append(float(loss.detach()) * len(y))
         return loss, {"train_acc": (logits.argmax(1) == y).float().mean()}
 
     def evaluate(net, step: int) -> dict:
         # the one-pixel-shift views cost 3x: every epoch is measured with the mirror only, the end with all
         views = config if step >= steps else dict(config, shift_tta=False)
-        return {"epoch": step / steps_per_epoch, "test_acc": classify.accuracy(net, test_x, test_y, views)}
+        res = {"epoch": step / steps_per_epoch, "test_acc": classify.accuracy(net, test_x, test_y, views)}
+        if epoch_error:
+            res["epoch_error"] = sum(epoch_error)
+        epoch_error.clear()
+        return res
 
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=steps, lr=args.lr, warmup=int(args.warmup_epochs * steps_per_epoch),
         schedule=args.schedule, cycle=steps_per_epoch, min_lr_ratio=0.1 if args.schedule == "sawtooth" else 0.0,
-        optimizer=args.optimizer, weight_decay=args.weight_decay, clip=0.0, ema=args.ema, seed=args.seed, device=args.device,
+        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, clip=0.0, ema=args.ema, seed=args.seed, device=args.device,
         compile=args.compile, amp=not args.no_amp, cpu_amp=args.cpu_amp, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 5),
         time_limit_s=args.time_limit, stop_at=args.stop_at, schedule_over=args.schedule_over,
         eval_at_start=args.eval_at_start, checkpoint_every_s=args.checkpoint_every, extra=vars(args),

@@ -32,7 +32,7 @@ from lstmcodec import data, recipes, runtime, training, weights, zoo
 from lstmcodec.errors import CodecError
 from lstmcodec.nets import denoise
 
-SHAPE_DEFAULTS = {"arch": "conv-ae", "decoder": "transpose", "width": 64, "depth": 17, "down": 1, "blocks": 2}
+SHAPE_DEFAULTS = {"arch": "conv-ae", "decoder": "transpose", "width": 64, "depth": 17, "down": 1, "blocks": 2, "hidden": 64}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--depth", type=int, help="residual: convolution layers [17]")
     shape.add_argument("--down", type=int, help="residual: pixel-unshuffle factor (2: the stack runs at half resolution) [1]")
     shape.add_argument("--blocks", type=int, help="unet: 3x3 convolutions per scale (the coarsest gets one more) [2]")
+    shape.add_argument("--hidden", type=int, help="dense-ae: units of the hidden layer [64]")
     p.add_argument("--noise", choices=list(data.Noise.KINDS), default="gaussian")
     p.add_argument("--mean", type=float, default=0.0, help="gaussian mean, 0-255 scale")
     p.add_argument("--var", type=float, default=625.0, help="gaussian variance, 0-255 scale")
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", type=float, default=0.05, help="salt-and-pepper fraction")
     p.add_argument("--peak", type=float, default=30.0, help="poisson peak")
     p.add_argument("--no-clip", action="store_true", help="do not clip noisy images to [0, 1] (the usual AWGN benchmark protocol)")
+    p.add_argument("--fixed-noise", action="store_true", help="MNIST / CIFAR: draw the training split's noise once "
+                   "(seeded), as the MNIST experiment does, instead of afresh at every step")
     p.add_argument("--loss", choices=["mse", "l1", "bce"], default="mse")
     p.add_argument("--epochs", type=float, default=120, help="MNIST / CIFAR: at most this many epochs")
     p.add_argument("--target-loss", type=float, default=0.0, help="MNIST / CIFAR: stop when an epoch's mean training loss reaches this")
@@ -78,13 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def model_config(arch: str, shape: dict, channels: int) -> dict:
-    """The configuration of a new `arch` network (shape: the named options, the defaults for the rest)."""
+def model_config(arch: str, shape: dict, channels: int, size: int) -> dict:
+    """The configuration of a new `arch` network (shape: the named options, the defaults for the rest; size: the
+    side of the training images, which only the dense autoencoder is tied to)."""
     v = {**SHAPE_DEFAULTS, **shape}
     if arch == "conv-ae":
         return {"in_channels": channels, "decoder": v["decoder"]}
-    if arch == "cifar-ae":
+    if arch in ("cifar-ae", "pool-ae"):
         return {"in_channels": channels}
+    if arch == "dense-ae":
+        if not size:
+            raise training.InitError("the dense autoencoder needs images of one size (MNIST, CIFAR-10), not photographs")
+        return {"in_channels": channels, "size": size, "hidden": v["hidden"]}
     if arch == "unet":
         return {"in_channels": channels, "width": v["width"], "blocks": v["blocks"]}
     return {"in_channels": channels, "width": v["width"], "depth": v["depth"], "down": v["down"]}
@@ -111,7 +119,7 @@ def main(argv=None) -> int:
                        scale=args.scale, amount=args.amount, peak=args.peak, clip=not args.no_clip)
     device = runtime.select_device(args.device)
     try:
-        batch_fn, evaluate, steps, eval_every, channels = (photo_task if args.dataset == "folder" else set_task)(args, noise, device)
+        batch_fn, evaluate, steps, eval_every, channels, size = (photo_task if args.dataset == "folder" else set_task)(args, noise, device)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.evaluate:
@@ -122,12 +130,12 @@ def main(argv=None) -> int:
         return 0
     runtime.seed_everything(args.seed)
     try:
-        arch, config, model = build_model(args, channels)
+        arch, config, model = build_model(args, channels, size)
     except training.InitError as e:
         sys.exit(f"error: {'--init ' + args.init + ': ' if args.init else ''}{e}")
     args.arch = arch
     if args.loss == "bce" and not hasattr(model, "logits"):
-        sys.exit("error: --loss bce needs an autoencoder with a sigmoid output (conv-ae, cifar-ae)")
+        sys.exit("error: --loss bce needs an autoencoder with a sigmoid output (cifar-ae, dense-ae, pool-ae)")
     runtime.log(f"{arch} {config}: {sum(p.numel() for p in model.parameters()):,} parameters, noise {args.noise}, on {device}")
 
     epoch_losses: list[float] = []  # the training loss of the current epoch (MNIST / CIFAR early stop)
@@ -170,7 +178,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def build_model(args, channels: int) -> tuple[str, dict, torch.nn.Module]:
+def build_model(args, channels: int, size: int) -> tuple[str, dict, torch.nn.Module]:
     """The run's network: the resumed checkpoint's, or --init's, or a new one of the named shape; named shape options
     that differ from a resumed or --init network are an InitError."""
     shape = {k: getattr(args, k) for k in SHAPE_DEFAULTS if getattr(args, k) is not None}
@@ -189,7 +197,7 @@ def build_model(args, channels: int) -> tuple[str, dict, torch.nn.Module]:
         inherited_shape(shape, start.arch, start.config, "its network")
         return start.arch, start.config, copy.deepcopy(start.model).float().train().requires_grad_(True)
     arch = shape.get("arch", SHAPE_DEFAULTS["arch"])
-    config = model_config(arch, shape, channels)
+    config = model_config(arch, shape, channels, size)
     return arch, config, denoise.build(arch, config)
 
 
@@ -201,21 +209,38 @@ def set_task(args, noise: data.Noise, device: torch.device):
     clean_test = test.images.float().div(255)
     noisy_test = noise(clean_test, torch.Generator().manual_seed(1234))
     sampler = data.EpochBatches(len(train), args.batch, seed=args.seed)
+    # --fixed-noise: one noisy copy of the split, drawn once (the "halves" protocol then splits it by index)
+    noisy_train = noise(train.images.float().div(255), torch.Generator().manual_seed(args.seed)).to(device) \
+        if args.fixed_noise else None
 
     def batch_fn(step: int):
-        clean = train_x[sampler(step).to(device)].float().div(255)
+        idx = sampler(step).to(device)
+        clean = train_x[idx].float().div(255)
+        if noisy_train is not None:
+            return noisy_train[idx], clean
         g = torch.Generator().manual_seed(args.seed * 7_000_003 + step)
         return noise(clean.cpu(), g).to(device), clean
 
     def evaluate(net, step: int) -> dict:
         dev = next(net.parameters()).device
-        se = sum(float(F.mse_loss(net(noisy_test[i:i + 1000].to(dev)).float(), clean_test[i:i + 1000].to(dev), reduction="sum"))
-                 for i in range(0, len(test), 1000))
-        return {"epoch": step / sampler.steps_per_epoch, "test_mse": se / clean_test.numel(),
-                "noisy_mse": float(F.mse_loss(noisy_test, clean_test))}
+        se = bce = 0.0
+        for i in range(0, len(test), 1000):
+            noisy, clean = noisy_test[i:i + 1000].to(dev), clean_test[i:i + 1000].to(dev)
+            if hasattr(net, "logits"):
+                logits = net.logits(noisy).float()
+                bce += float(F.binary_cross_entropy_with_logits(logits, clean, reduction="sum"))
+                out = torch.sigmoid(logits)
+            else:
+                out = net(noisy).float()
+            se += float(F.mse_loss(out, clean, reduction="sum"))
+        res = {"epoch": step / sampler.steps_per_epoch, "test_mse": se / clean_test.numel(),
+               "noisy_mse": float(F.mse_loss(noisy_test, clean_test))}
+        if hasattr(net, "logits"):
+            res["test_bce"] = bce / clean_test.numel()
+        return res
 
     steps = max(1, int(args.epochs * sampler.steps_per_epoch))
-    return batch_fn, evaluate, steps, sampler.steps_per_epoch, train.images.shape[1]
+    return batch_fn, evaluate, steps, sampler.steps_per_epoch, train.images.shape[1], train.images.shape[-1]
 
 
 def photo_task(args, noise: data.Noise, device: torch.device):
@@ -239,7 +264,7 @@ def photo_task(args, noise: data.Noise, device: torch.device):
         psnrs = [10 * math.log10(1 / float(F.mse_loss(net(y.to(dev)).clamp(0, 1).cpu(), x))) for x, y in zip(val, val_noisy)]
         return {"val_psnr_s25": sum(psnrs) / len(psnrs)}
 
-    return batch_fn, evaluate, args.steps, args.eval_every, 3
+    return batch_fn, evaluate, args.steps, args.eval_every, 3, 0
 
 
 if __name__ == "__main__":

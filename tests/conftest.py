@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gzip
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,18 @@ def houses() -> np.ndarray:
 def parrots_lstm(parrots) -> bytes:
     import lstmcodec
     return lstmcodec.encode(parrots, iterations=8)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    """The 200 shipped MNIST digits as idx files, 150 for training, 50 for testing."""
+    z = np.load(DATA / "mnist-test-200.npz")
+    d = tmp_path_factory.mktemp("mnist")
+    for prefix, part in (("train", slice(0, 150)), ("t10k", slice(150, 200))):
+        for kind, arr in (("images-idx3", z["images"][part]), ("labels-idx1", z["labels"][part].astype(np.uint8))):
+            raw = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+            (d / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(raw))
+    return d
 
 
 def run_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image, TiffImagePlugin
 
-from lstmcodec import container, zoo
+from lstmcodec import api, container, zoo
 from lstmcodec.codec import Codec
 from lstmcodec.nets.recurrent import CodecConfig
 from lstmcodec.training import export_codec
@@ -104,6 +104,15 @@ def test_tiny_files_that_claim_large_images_cost_little(tmp_path, claim):
     assert "more decoding work than a real file of its size needs" in _one_error(r)
     assert not (tmp_path / "out.png").exists()
     assert seconds < 30 and rss < 2.0, (seconds, rss)
+
+
+def test_the_work_budget_admits_the_cheapest_real_files():
+    """A flat image at one iteration is the most pixels per byte a real file holds: a 2048x2048 one is under
+    1 KiB, and the decoder must not refuse what its own encoder made."""
+    flat = Image.fromarray(np.full((2048, 2048, 3), 128, np.uint8))
+    data = api.encode(flat, iterations=1)
+    assert len(data) < 1024
+    assert api.decode(data).size == (2048, 2048)
 
 
 def test_a_large_untiled_file_decodes_region_by_region_as_a_whole():

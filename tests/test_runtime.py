@@ -238,6 +238,8 @@ def test_learning_rate_schedules():
     saw = runtime.FitConfig(steps=100, lr=1.0, warmup=0, schedule="sawtooth", cycle=10, min_lr_ratio=0.1)
     assert runtime.learning_rate(saw, 0) == 1.0 and runtime.learning_rate(saw, 10) == 1.0
     assert runtime.learning_rate(saw, 5) < 1.0
+    warm = runtime.FitConfig(steps=100, lr=1.0, warmup=3, schedule="sawtooth", cycle=10, min_lr_ratio=0.1)
+    assert runtime.learning_rate(warm, 10) == 1.0 and abs(runtime.learning_rate(warm, 9) - 0.19) < 1e-9  # teeth on epochs
 
 
 def test_select_device_refuses_missing_cuda():

@@ -1,14 +1,11 @@
 """The denoiser and classifier training scripts, end to end on tiny data: train, resume, export, load, use."""
 from __future__ import annotations
 
-import gzip
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -20,18 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def _script(name: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory) -> Path:
-    """The 200 shipped MNIST digits as idx files, 150 for training, 50 for testing."""
-    z = np.load(DATA / "mnist-test-200.npz")
-    d = tmp_path_factory.mktemp("mnist")
-    for prefix, part in (("train", slice(0, 150)), ("t10k", slice(150, 200))):
-        for kind, arr in (("images-idx3", z["images"][part]), ("labels-idx1", z["labels"][part].astype(np.uint8))):
-            raw = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
-            (d / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(raw))
-    return d
 
 
 def test_classifier_trains_resumes_exports_and_classifies(tmp_path, mnist_dir):

@@ -3,6 +3,9 @@
 (a) ConvAutoencoder(decoder="transpose"): the MNIST experiment's autoencoder.
 (b) ConvAutoencoder(decoder="upsample"): the same with resize + convolution in the decoder (no checkerboard).
 (c) CifarAutoencoder: the small 32x32 colour autoencoder (trained with binary cross-entropy).
+(e) DenseAutoencoder: the fully connected 784 -> 64 -> 784 autoencoder of the MNIST denoising comparison.
+(f) PoolAutoencoder: the convolutional denoiser with a three-level conv + max-pool encoder and a nearest-upsample
+    + convolution decoder (against the checkerboard artefacts of transposed convolutions).
 (d) ResidualDenoiser: DnCNN-style, predicts the noise and subtracts it; `down` = 2 runs the convolution
     stack at half resolution on pixel-unshuffled channels (FFDNet's trick: 4x cheaper, 2x the field of view).
 (d') UNetDenoiser: also predicts the noise, with a three-scale U-Net (full, 1/2, 1/4 resolution; additive
@@ -69,6 +72,54 @@ class CifarAutoencoder(nn.Module):
         h, w = x.shape[-2:]
         xp = F.pad(x, (0, -w % 4, 0, -h % 4), mode="replicate")
         return torch.sigmoid(self.logits(xp))[..., :h, :w]
+
+
+class DenseAutoencoder(nn.Module):
+    """Flatten, dense `hidden` + ReLU, dense back to every pixel, sigmoid: for images of one fixed size."""
+
+    def __init__(self, in_channels: int = 1, size: int = 28, hidden: int = 64):
+        super().__init__()
+        self.shape = (in_channels, size, size)
+        n = in_channels * size * size
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.ReLU(inplace=True))
+        self.decoder = nn.Linear(hidden, n)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"this dense autoencoder takes {self.shape[1]}x{self.shape[2]} images with "
+                             f"{self.shape[0]} channel(s), not {x.shape[-1]}x{x.shape[-2]}")
+        return self.decoder(self.encoder(x)).view(-1, *self.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+class PoolAutoencoder(nn.Module):
+    """Encoder: three times conv 3x3 (64, 64, 32) + ReLU and a 2x2 max-pool with 'same' padding (28 -> 14 -> 7 -> 4);
+    decoder: three times nearest upsampling to the encoder's sizes and conv 3x3 (32, 64, 64) + ReLU, then a 3x3
+    convolution to the image's channels and a sigmoid."""
+
+    def __init__(self, in_channels: int = 1):
+        super().__init__()
+
+        def conv(ci: int, co: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1), nn.ReLU(inplace=True))
+
+        self.enc = nn.ModuleList([conv(in_channels, 64), conv(64, 64), conv(64, 32)])
+        self.dec = nn.ModuleList([conv(32, 32), conv(32, 64), conv(64, 64)])
+        self.out = nn.Conv2d(64, in_channels, 3, padding=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = []
+        for layer in self.enc:
+            sizes.append(x.shape[-2:])
+            x = F.max_pool2d(layer(x), 2, ceil_mode=True)
+        for layer, size in zip(self.dec, reversed(sizes)):
+            x = layer(F.interpolate(x, size=size, mode="nearest"))
+        return self.out(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
 
 
 class ResidualDenoiser(nn.Module):
@@ -141,7 +192,8 @@ class UNetDenoiser(nn.Module):
         return x - noise[..., :h, :w]
 
 
-ARCHS = {"conv-ae": ConvAutoencoder, "cifar-ae": CifarAutoencoder, "residual": ResidualDenoiser, "unet": UNetDenoiser}
+ARCHS = {"conv-ae": ConvAutoencoder, "cifar-ae": CifarAutoencoder, "dense-ae": DenseAutoencoder,
+         "pool-ae": PoolAutoencoder, "residual": ResidualDenoiser, "unet": UNetDenoiser}
 
 
 def build(arch: str, config: dict) -> nn.Module:

@@ -10,6 +10,9 @@ With residual_gain, iteration t works on a residual scaled by a learned gain g_t
 iteration, the same for every image): b_t = B(E_t(g_t·r_{t-1})), x̂_t = D_t(b_t)/g_t + x̂_{t-1}, so
 that late iterations see residuals as large as early ones (after Covell et al. 2017's residual scaling).
 
+The residual is signed (x − x̂_t), as in Toderici et al.; the recurrent-compression text among the project's
+source documents writes it |x − x̂_t|, which would lose the sign the next iteration must correct.
+
 Images enter as float tensors in [-0.5, 0.5], N x 3 x H x W, H and W multiples of 16.
 """
 from __future__ import annotations

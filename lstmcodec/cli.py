@@ -6,7 +6,6 @@ on stderr); 2 usage; 130 interrupted. Outputs are written atomically; inputs are
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -15,124 +14,12 @@ import click
 
 from . import __version__
 from .errors import CodecError
+from .cliio import detach_stdout, err, note, plan_outputs, read_input, run_batch, write_output
 from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare, read_file
 from .zoo import DEFAULT_CODEC, DEFAULT_DENOISER
 
 # The heavy modules (torch, the networks) are imported inside the commands that run a network, so that --help,
 # --version and info answer at once.
-
-
-def _err(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-
-
-def _note(msg: str, quiet: bool) -> None:
-    if not quiet:
-        click.echo(msg, err=True)
-
-
-def _read_input(name: str) -> bytes | str:
-    if name != "-":
-        return name
-    if sys.stdin is None:
-        raise CodecError("standard input is closed")
-    try:
-        return sys.stdin.buffer.read()
-    except OSError as e:
-        raise CodecError(f"cannot read standard input ({e.strerror or e})") from None
-
-
-def _write_output(path: str, data: bytes) -> None:
-    if path != "-":
-        atomic_write(path, data)
-        return
-    if sys.stdout is None:
-        raise CodecError("standard output is closed")
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    except OSError as e:
-        _detach_stdout()
-        raise CodecError(f"cannot write to standard output ({e.strerror or e})") from None
-
-
-def _detach_stdout() -> None:
-    """After a failed write to stdout, point it at /dev/null so that the interpreter's last flush is quiet."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def _plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str, force: bool,
-                  tag: str = "") -> list[str]:
-    """Where each input goes: IN's stem + tag + suffix, beside IN or in out_dir.
-    Default names never overwrite an existing file without --force."""
-    if output and out_dir:
-        raise click.UsageError("give -o/--output or -d/--out-dir, not both")
-    if output and len(inputs) > 1:
-        raise click.UsageError("-o/--output takes one input; use -d/--out-dir for several")
-    if "-" in inputs and len(inputs) > 1:
-        raise click.UsageError("'-' (standard input) cannot be mixed with other inputs")
-    if output:
-        if output != "-" and Path(output).is_dir():
-            raise CodecError(f"{output} is a directory")
-        return [output]
-    if out_dir:
-        d = Path(out_dir)
-        if not d.is_dir():
-            try:
-                d.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise CodecError(f"{out_dir}: cannot create the folder ({e.strerror})") from None
-        outs = [str(d / (("stdin" if i == "-" else Path(i).stem) + tag + suffix)) for i in inputs]
-    else:
-        outs = ["-" if i == "-" else str(Path(i).with_name(Path(i).stem + tag + suffix)) for i in inputs]
-    seen: dict[str, str] = {}
-    for i, o in zip(inputs, outs):
-        if o == "-":
-            continue
-        if not force and Path(o).exists():
-            raise CodecError(f"{o} already exists (name the output with -o, or pass --force to overwrite it)")
-        key = str(Path(o).resolve())
-        if key in seen and not force:
-            raise CodecError(f"{seen[key]} and {i} would both be written to {o} (pass --force to let the last win)")
-        seen[key] = i
-    return outs
-
-
-def _run_batch(inputs, outputs, work, quiet: bool) -> int:
-    """Run `work(input, output)` over all pairs; one bad file does not stop the others."""
-    failed: list[str] = []
-    pairs = list(zip(inputs, outputs))
-    show_bar = len(pairs) > 1 and not quiet and sys.stderr.isatty()
-    with click.progressbar(pairs, label="coding", file=sys.stderr) if show_bar else _nullbar(pairs) as bar:
-        for inp, out in bar:
-            if out != "-" and inp != "-" and Path(out).resolve() == Path(inp).resolve():
-                _err(f"{inp}: the output would overwrite the input")
-                failed.append(inp)
-                continue
-            try:
-                work(inp, out)
-            except CodecError as e:
-                _err(str(e) if len(pairs) == 1 or str(e).startswith(inp) else f"{inp}: {e}")
-                failed.append(inp)
-    if failed and len(pairs) > 1:
-        _err(f"{len(failed)} of {len(pairs)} files failed: {', '.join(failed)}")
-    return 1 if failed else 0
-
-
-class _nullbar:
-    def __init__(self, items):
-        self.items = items
-
-    def __enter__(self):
-        return self.items
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _device(ctx, param, value: str) -> str:
@@ -186,11 +73,11 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
     from . import adaptive, api, ratecontrol
 
     target = ratecontrol.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
-    outputs = _plan_outputs(inputs, output, out_dir, ".lstm", force)
+    outputs = plan_outputs(inputs, output, out_dir, ".lstm", force)
     max_iterations = iterations or (16 if target else 8)
 
     def work(inp: str, out: str) -> None:
-        image = open_image(_read_input(inp), name="stdin" if inp == "-" else inp)
+        image = open_image(read_input(inp), name="stdin" if inp == "-" else inp)
         if denoise_first:
             from .denoiser import denoise as run_denoiser
             image = run_denoiser(image, denoiser, device)
@@ -199,23 +86,23 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
             res, run = adaptive.encode_adaptive(api.encoder(src, model, device), src, quality, max_iterations, int(tile))
             chosen = len(run.planes)
             if run.counts.min() == run.counts.max():
-                _note(f"{inp}: uniform iterations were the smallest file: every tile gets {chosen}", quiet)
+                note(f"{inp}: uniform iterations were the smallest file: every tile gets {chosen}", quiet)
             else:
-                _note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
+                note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
                       f"(mean {run.counts.mean():.2f})", quiet)
         elif target is None:
             res, chosen = api.encode_image(src, max_iterations, model, device, tiles), max_iterations
         else:
             res, chosen = ratecontrol.encode_to_target(api.encoder(src, model, device), src, target, max_iterations, tiles)
-            _note(f"{inp}: chose {chosen} iterations", quiet)
+            note(f"{inp}: chose {chosen} iterations", quiet)
         for n in res.notices:
-            _note(f"notice: {inp}: {n}", quiet)
-        _write_output(out, res.data)
+            note(f"notice: {inp}: {n}", quiet)
+        write_output(out, res.data)
         h, w = src.rgb.shape[:2]
-        _note(f"{inp} -> {out}: {w}x{h}, {chosen} iterations, {len(res.data)} bytes, "
+        note(f"{inp} -> {out}: {w}x{h}, {chosen} iterations, {len(res.data)} bytes, "
               f"{8 * len(res.data) / (w * h):.4f} bpp", quiet)
 
-    return _run_batch(inputs, outputs, work, quiet)
+    return run_batch(inputs, outputs, work, quiet)
 
 
 @cli.command()
@@ -231,19 +118,19 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
 def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet) -> int:
     """Decompress .lstm files to images ('-' reads standard input)."""
     suffix = "." + (fmt or "png").lower()
-    outputs = _plan_outputs(inputs, output, out_dir, suffix, force)
+    outputs = plan_outputs(inputs, output, out_dir, suffix, force)
 
     from . import api
 
     def work(inp: str, out: str) -> None:
-        data = _read_input(inp)
+        data = read_input(inp)
         data = read_file(data) if isinstance(data, str) else data
         out_fmt = fmt or ("png" if out == "-" else format_for(out))
         image = api.decode(data, iterations, model, device)
-        _write_output(out, encode_image_bytes(image, out_fmt))
-        _note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
+        write_output(out, encode_image_bytes(image, out_fmt))
+        note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
 
-    return _run_batch(inputs, outputs, work, quiet)
+    return run_batch(inputs, outputs, work, quiet)
 
 
 @cli.command()
@@ -259,7 +146,7 @@ def info(input, as_json, map_path) -> int:
     if map_path:
         if fi.tile_iterations is None:
             raise CodecError(f"{input}: not an adaptive file; it has no iteration map")
-        _write_output(map_path, encode_image_bytes(fileinfo.map_image(fi), format_for(map_path)))
+        write_output(map_path, encode_image_bytes(fileinfo.map_image(fi), format_for(map_path)))
     if as_json:
         click.echo(json.dumps(fi.to_dict(), indent=2))
         return 0
@@ -317,7 +204,7 @@ def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare
         raise click.BadParameter(f"unknown codec(s): {', '.join(unknown)}", param_hint="--codecs")
     missing = [c for c in names if c not in bench_mod.available_codecs()]
     for c in missing:
-        _err(f"{c} is not available in this Pillow build; skipped")
+        err(f"{c} is not available in this Pillow build; skipped")
     names = [c for c in names if c not in missing]
     ours, others = bench_mod.run(images, its, names, model, device, limit, per_image, quiet)
     click.echo(bench_mod.summary_table(ours, others))
@@ -375,17 +262,17 @@ def denoise(inputs, output, out_dir, model, ensemble, fmt, device, force, quiet)
     """Remove noise from images; writes IN-denoised.png beside each input unless told otherwise."""
     from .denoiser import denoise as run_denoiser
 
-    outputs = _plan_outputs(inputs, output, out_dir, "." + (fmt or "png").lower(), force, tag="" if out_dir else "-denoised")
+    outputs = plan_outputs(inputs, output, out_dir, "." + (fmt or "png").lower(), force, tag="" if out_dir else "-denoised")
 
     def work(inp: str, out: str) -> None:
         notices: list[str] = []
-        image = run_denoiser(open_image(_read_input(inp), name="stdin" if inp == "-" else inp), model, device, notices, ensemble)
+        image = run_denoiser(open_image(read_input(inp), name="stdin" if inp == "-" else inp), model, device, notices, ensemble)
         for n in notices:
-            _note(f"notice: {inp}: {n}", quiet)
-        _write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out))))
-        _note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
+            note(f"notice: {inp}: {n}", quiet)
+        write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out))))
+        note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
 
-    return _run_batch(inputs, outputs, work, quiet)
+    return run_batch(inputs, outputs, work, quiet)
 
 
 @cli.command()
@@ -399,7 +286,7 @@ def classify(inputs, model, top, as_json, device) -> int:
     from .classifier import classify as run_classifier
 
     def work(inp: str, _out: str) -> None:
-        preds = run_classifier(open_image(_read_input(inp), name="stdin" if inp == "-" else inp), model, top, device)
+        preds = run_classifier(open_image(read_input(inp), name="stdin" if inp == "-" else inp), model, top, device)
         if as_json:
             click.echo(json.dumps({"image": inp, "predictions": [p.__dict__ for p in preds]}))
         else:
@@ -407,7 +294,7 @@ def classify(inputs, model, top, as_json, device) -> int:
 
     if "-" in inputs and len(inputs) > 1:
         raise click.UsageError("'-' (standard input) cannot be mixed with other inputs")
-    return _run_batch(inputs, ["-"] * len(inputs), work, quiet=True)
+    return run_batch(inputs, ["-"] * len(inputs), work, quiet=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,21 +306,21 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.UsageError as e:
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        _err(" ".join(e.format_message().split()) + hint)
+        err(" ".join(e.format_message().split()) + hint)
         return 2
     except click.ClickException as e:
-        _err(" ".join(e.format_message().split()))
+        err(" ".join(e.format_message().split()))
         return 1
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _err("interrupted")
+        err("interrupted")
         return 130
     except CodecError as e:
-        _err(str(e))
+        err(str(e))
         return 1
     except BrokenPipeError:
-        _detach_stdout()
-        _err("standard output was closed before everything was written")
+        detach_stdout()
+        err("standard output was closed before everything was written")
         return 1
     except MemoryError:
-        _err("not enough memory for this input")
+        err("not enough memory for this input")
         return 1

@@ -9,8 +9,10 @@ It fine-tunes the recipe's bundled model (or, with --from-scratch, a new network
 the recipe's [finetune] options for --minutes of wall time on one device, through the same training script and
 loop as every other run: bf16 autocast and torch.compile on CUDA, the training set decoded into device memory once
 and random crops cut there, the learning-rate schedule laid over the time (so the run ends on its planned cosine
-whatever its step rate), a checkpoint every minute. Then the codec's entropy table and mixer are learned again
-(the recipe's [tables]) and --out receives only:
+whatever its step rate), a checkpoint every minute. The codec's weights keep the bundled model's entropy table and
+mixer (--tables bundled, the default: learning them again from the recipe's [tables] takes longer than the
+training on a machine whose accelerator time is counted, and is done afterwards on any CPU with
+scripts/learn_entropy_tables.py; --tables learn does it in the job). --out receives only:
 
     NAME.pt          the weights in the shipped format (fp16, one-byte table + mixer), <= 16 MiB
     log.json         steps, seconds, step rate, losses, held-back validation before and after
@@ -56,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, help="crops per step (default: by device, see TASKS)")
     p.add_argument("--crop", type=int, help="crop side in pixels (default: by device)")
     p.add_argument("--no-compile", action="store_true", help="no torch.compile on CUDA")
+    p.add_argument("--tables", choices=["bundled", "learn"], default="bundled",
+                   help="codec: keep the bundled model's entropy table and mixer (relearn them later, on a CPU) or "
+                   "learn them again in the job (the recipe's [tables]; minutes to hours)")
     p.add_argument("--table-images", type=int, help="override the recipe's [tables] images")
     p.add_argument("--table-k", type=int, help="override the recipe's [tables] k")
     p.add_argument("--mixer-images", type=int, help="override the recipe's [tables] mixer-images")
@@ -137,7 +142,11 @@ def job(args: argparse.Namespace, work: Path) -> int:
         sys.exit(f"error: training ended without weights (exit status {rc})")
     final = out / f"{recipe.name}.pt"
     tables = {}
-    if args.task == "codec":
+    if args.task == "codec" and args.tables == "bundled":
+        keep_bundled_tables(raw, recipe.name, final)
+        tables = {"kept": f"the bundled {recipe.name}'s table and mixer; relearn with scripts/learn_entropy_tables.py "
+                          f"and the recipe's [tables]: {recipe.tables}"}
+    elif args.task == "codec":
         tables = {**recipe.tables, **{k: v for k, v in (("images", args.table_images), ("k", args.table_k),
                                                          ("mixer-images", args.mixer_images)) if v is not None}}
         tables.pop("threads", None)
@@ -152,6 +161,15 @@ def job(args: argparse.Namespace, work: Path) -> int:
                                              indent=1) + "\n")
     runtime.log(f"accelerator job: wrote {final}, {out / 'log.json'} and the checkpoint to {out}")
     return 0
+
+
+def keep_bundled_tables(raw: Path, name: str, final: Path) -> None:
+    """The trained network with the bundled model's entropy table and mixer: a file in the shipped format that
+    decodes what it encodes (any table does; a relearned one saves a few per cent of the bytes)."""
+    from lstmcodec import training, zoo
+
+    bundled, trained = zoo.load_codec(name), zoo.load_codec(str(raw))
+    training.export_codec(trained, final, name, trained.meta, entropy_prior=bundled.prior, entropy_mixer=bundled.mixer)
 
 
 def report(run_dir: Path, args, options: dict, tables: dict, final: Path, wall_s: float) -> dict:

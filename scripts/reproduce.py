@@ -211,7 +211,8 @@ def draw_grid(weights_file: Path, data_args: list[str], exp: Experiment, path: P
     rows = [clean[pick], noisy[pick].clamp(0, 1), out]
     plt = _plt()
     fig, axes = plt.subplots(3, n, figsize=(n * 1.1, 3.6))
-    for r, (images, label) in enumerate(zip(rows, ("clean", "noisy", "output"))):
+    labels = ("clean", "input (no noise)" if exp.noise.get("kind") == "none" else "noisy", "output")
+    for r, (images, label) in enumerate(zip(rows, labels)):
         for c in range(n):
             im = images[c].permute(1, 2, 0).numpy()
             axes[r, c].imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)

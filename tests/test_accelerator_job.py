@@ -44,12 +44,19 @@ def test_the_job_exports_weights_a_log_and_a_checkpoint_and_resumes(tmp_path, ph
     for t in (1, 2, 4, 8, 16):
         assert 0 < before[f"msssim_i{t}"] <= 1 and 0 < after[f"msssim_i{t}"] <= 1
     assert log["steps_per_s"] > 0 and log["loss"] and log["options"]["schedule-over"] == "time"
+    # by default the trained network keeps the bundled model's entropy table and mixer (relearned later on a CPU)
+    import torch
+
+    made = torch.load(tmp_path / "out" / "fast.pt", weights_only=True)
+    shipped = torch.load(ROOT / "weights" / "fast.pt", weights_only=True)
+    assert torch.equal(made["entropy_prior"], shipped["entropy_prior"]) and "entropy_mixer" in made
+    assert "kept" in log["tables"]
     r = run_cli("encode", parrots_path, "-i", "4", "--model", tmp_path / "out" / "fast.pt", "-o", tmp_path / "p.lstm")
     assert r.returncode == 0, r.stderr
     r = run_cli("decode", tmp_path / "p.lstm", "--model", tmp_path / "out" / "fast.pt", "-o", tmp_path / "p.png")
     assert r.returncode == 0, r.stderr
 
-    r = _job("--data", photos, "--out", tmp_path / "again", "--resume", tmp_path / "out")
+    r = _job("--data", photos, "--out", tmp_path / "again", "--resume", tmp_path / "out", "--tables", "learn")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stderr
     again = json.loads((tmp_path / "again" / "log.json").read_text())

@@ -175,7 +175,7 @@ def main(argv=None) -> int:
         x = data.augment(train_x[idx].float(), g, args.translate, args.flip)
         return classify.normalize(x, config), train_y[idx]
 
-    epoch_error: list[float] = []  # the summed training loss of the current epoch (per image, as the MNIST text sums it)
+    epoch_error: list[torch.Tensor] = []  # the summed training loss of the current epoch (per image, as the MNIST text sums it)
 
     def loss_fn(net, batch):
         x, y = batch
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
             loss = 0.5 * (logits.float() - F.one_hot(y, logits.shape[1]).float()).square().sum(1).mean()
         else:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
-        epoch_error.append(float(loss.detach()) * len(y))
+        epoch_error.append(loss.detach() * len(y))  # summed at the evaluation: no device sync per step
         return loss, {"train_acc": (logits.argmax(1) == y).float().mean()}
 
     def evaluate(net, step: int) -> dict:
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         views = config if step >= steps else dict(config, shift_tta=False)
         res = {"epoch": step / steps_per_epoch, "test_acc": classify.accuracy(net, test_x, test_y, views)}
         if epoch_error:
-            res["epoch_error"] = sum(epoch_error)
+            res["epoch_error"] = float(torch.stack(epoch_error).sum())
         epoch_error.clear()
         return res
 

@@ -56,6 +56,8 @@ EXPERIMENTS = {
                                      noise=dict(kind="gaussian", var=16256.25)),
     "cifar-autoencoder": Experiment("002", "test_bce", 0.5497, "minimum training-batch BCE (0.574 at the end)",
                                     "test_bce", noise=dict(kind="none")),
+    "cifar-autoencoder-cosine": Experiment("002", "test_bce", 0.5497, "minimum training-batch BCE (0.574 at the end)",
+                                           "test_bce", noise=dict(kind="none")),
     "cifar-classifier": Experiment("003", "test_acc", 0.90, "test accuracy after 300 epochs", "test_acc",
                                    full_epochs=300),
 }

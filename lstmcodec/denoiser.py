@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import CodecError
 from .imageio import open_image, prepare, to_pil
 from .zoo import DEFAULT_DENOISER, LoadedNet, load_net
 
@@ -77,6 +78,10 @@ def denoise(source, model: str = DEFAULT_DENOISER, device: str = "cpu", notices:
     if notices is not None:
         notices += src.notices
     net = get_denoiser(model, device)
+    side = net.config.get("size")  # a network of one fixed input size (the dense autoencoder)
+    h, w = src.rgb.shape[:2]
+    if side is not None and (h, w) != (side, side):
+        raise CodecError(f"the denoiser '{net.name}' takes only {side}x{side} images, not {w}x{h}")
     channels = net.config.get("in_channels", 3)
     if channels == 1:
         gray = np.asarray(Image.fromarray(src.rgb).convert("L"))[..., None]

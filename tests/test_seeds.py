@@ -102,6 +102,11 @@ def test_the_dense_and_pooling_denoisers_train_with_bce_and_fixed_noise(tmp_path
     Image.fromarray(np.load(DATA / "mnist-test-200.npz")["images"][0]).save(digit)
     r = run_cli("denoise", digit, "--model", weights, "-o", tmp_path / "clean.png")
     assert r.returncode == 0 and b"Warning" not in r.stderr, r.stderr
+    if arch == "dense-ae":  # a network of one input size refuses others in one line
+        r = run_cli("denoise", DATA / "parrots.png", "--model", weights, "-o", tmp_path / "parrots.png")
+        assert r.returncode == 1 and r.stderr.decode().strip().splitlines() == [
+            "error: the denoiser 'run' takes only 28x28 images, not 256x192"]  # named after its run
+        assert not (tmp_path / "parrots.png").exists()
 
 
 def test_a_recipe_that_reaches_its_target_counts_as_finished(tmp_path, mnist_dir):

@@ -83,7 +83,8 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 class RandomCrops:
-    """Random square crops with flips from images held in memory.
+    """Random square crops with flips (and, with `rotate`, transposes: all eight rotations and mirror images)
+    from images held in memory.
 
     `hard` in [0, 1): the fraction of candidate crops thrown away as too easy. The sampler
     draws batch / (1 - hard) candidates and keeps the ones with the most gradient energy
@@ -93,11 +94,11 @@ class RandomCrops:
     """
 
     def __init__(self, images: Sequence[torch.Tensor], size: int, batch: int, seed: int = 0, hard: float = 0.0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", rotate: bool = False):
         self.images = [im.to(device) for im in images if im.shape[1] >= size and im.shape[2] >= size]
         if not self.images:
             raise ValueError(f"no image is at least {size}x{size}")
-        self.size, self.batch, self.seed, self.hard = size, batch, seed, hard
+        self.size, self.batch, self.seed, self.hard, self.rotate = size, batch, seed, hard, rotate
 
     def __call__(self, step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
@@ -118,6 +119,9 @@ class RandomCrops:
         flip_v = (torch.rand(self.batch, generator=g) < 0.5).to(batch.device)
         batch[flip_h] = batch[flip_h].flip(-1)
         batch[flip_v] = batch[flip_v].flip(-2)
+        if self.rotate:
+            turn = (torch.rand(self.batch, generator=g) < 0.5).to(batch.device)
+            batch[turn] = batch[turn].transpose(-1, -2)
         return to_unit(batch)
 
 
@@ -309,6 +313,8 @@ class Noise:
     amount: float = 0.05
     peak: float = 30.0
     clip: bool = True
+    round: bool = False  # clip and round to 8 bits, as a noisy photograph saved to a file is
+    round_fraction: float = 1.0  # with round: the share of the images (drawn per image) that are rounded
 
     KINDS = ("gaussian", "speckle", "salt-pepper", "poisson", "mix", "halves", "none")
 
@@ -339,6 +345,12 @@ class Noise:
             y = torch.where(u < self.amount / 2, 0.0, torch.where(u > 1 - self.amount / 2, 1.0, x))
         else:
             y = torch.poisson(x.clamp(min=0) * self.peak, generator=g) / self.peak
+        if self.round:
+            photo = y.clamp(0, 1).mul(255).round().div(255)
+            if self.round_fraction >= 1:
+                return photo
+            which = torch.rand(len(x), generator=g) < self.round_fraction
+            return torch.where(which[:, None, None, None], photo, y)
         return y.clamp(0, 1) if self.clip else y
 
 

@@ -5,6 +5,7 @@
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --sigmas 25 --ensemble   # 8-pass self-ensemble
     python scripts/eval_denoiser.py ../shared/data/kodak --model photo --encode-sigma 15 --iterations 2 4 8 -o results/denoise-kodak.json
     python scripts/eval_denoiser.py ../shared/data/bsds432 --holdout --sigmas 25 --bm3d   # held-back photos, colour BM3D beside
+    python scripts/eval_denoiser.py ../shared/data/bsds432 --holdout --sigmas 25 --photo --subsets 3   # as noisy 8-bit files
 
 --bm3d runs colour BM3D (the reference implementation's `bm3d` package: `pip install bm3d`; not a
 dependency of lstmcodec) on the same noisy inputs, so the learned denoiser is compared with the classical
@@ -12,6 +13,8 @@ bar on the same images in the same run.
 
 PSNR protocol of the denoising literature: additive white gaussian noise of std sigma (0-255 scale), a
 fixed seed per image, no clipping of the noisy input; the output is clipped and rounded to 8 bits.
+With --photo the noisy input is clipped and rounded to 8 bits first, as a noisy photograph saved to a file is
+(what `lstmcodec denoise` is given).
 With --encode-sigma the noisy image is an ordinary 8-bit photo (clipped, rounded), coded with
 lstmcodec with and without --denoise; bpp and MS-SSIM are measured against the clean original.
 """
@@ -34,9 +37,10 @@ from lstmcodec.zoo import DEFAULT_CODEC, DEFAULT_DENOISER
 from PIL import Image
 
 
-def noisy(clean: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+def noisy(clean: torch.Tensor, sigma: float, seed: int, photo: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return clean + sigma / 255 * torch.randn(clean.shape, generator=g)
+    y = clean + sigma / 255 * torch.randn(clean.shape, generator=g)
+    return y.clamp(0, 1).mul(255).round().div(255) if photo else y
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -49,8 +53,11 @@ def main() -> int:
     p.add_argument("--model", default=DEFAULT_DENOISER)
     p.add_argument("--sigmas", type=float, nargs="*", default=[15, 25, 50])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photo", action="store_true", help="clip and round the noisy inputs to 8 bits (a noisy photograph's file)")
     p.add_argument("--ensemble", action="store_true", help="denoise with the 8-pass self-ensemble (denoise --ensemble)")
     p.add_argument("--limit", type=int)
+    p.add_argument("--subsets", type=int, default=1, help="also the mean of this many interleaved subsets (image j, j+K, ...): "
+                   "how far a set of this size strays")
     p.add_argument("--holdout", action="store_true", help="only the photographs the training scripts hold back (every 20th)")
     p.add_argument("--bm3d", action="store_true", help="also denoise with colour BM3D (needs `pip install bm3d`), reported beside")
     p.add_argument("--encode-sigma", type=float, help="also code noisy images of this sigma with and without --denoise")
@@ -78,13 +85,15 @@ def main() -> int:
         sys.exit(f"error: no held-back photographs in {args.folder} (one in 20 is held back)")
     net = get_denoiser(args.model)
     results: dict = {"model": net.name, "folder": str(args.folder), "holdout": args.holdout, "images": len(files), "ensemble": args.ensemble,
+                     "photo": args.photo,
                      "denoise": {}, "encode": {}}
     cleans = [data.load_rgb(f).float().div(255)[None] for f in files]
+    megapixels = sum(x.shape[-1] * x.shape[-2] for x in cleans) / 1e6
 
     for sigma in args.sigmas:
         before, after, secs, classic, classic_secs = [], [], 0.0, [], 0.0
         for i, x in enumerate(cleans):
-            y = noisy(x, sigma, args.seed * 1000 + i)
+            y = noisy(x, sigma, args.seed * 1000 + i, args.photo)
             t0 = time.perf_counter()
             out = denoise_tensor(y, net, ensemble=args.ensemble)
             secs += time.perf_counter() - t0
@@ -96,10 +105,16 @@ def main() -> int:
                 est = bm3d.bm3d_rgb(y[0].permute(1, 2, 0).double().numpy(), sigma_psd=sigma / 255)
                 classic_secs += time.perf_counter() - t0
                 classic.append(metrics.psnr(to_uint8(torch.from_numpy(np.ascontiguousarray(est)).permute(2, 0, 1)[None]), ref))
+        per_mp = secs / megapixels
         row = {"noisy_psnr": float(np.mean(before)), "psnr": float(np.mean(after)), "psnr_min": float(np.min(after)),
-               "psnr_max": float(np.max(after)), "seconds_per_image": secs / len(cleans), "per_image": [round(v, 3) for v in after]}
+               "psnr_max": float(np.max(after)), "seconds_per_image": secs / len(cleans), "seconds_per_megapixel": per_mp,
+               "per_image": [round(v, 3) for v in after]}
         line = (f"sigma {sigma:g}: noisy {np.mean(before):.2f} dB -> denoised {np.mean(after):.2f} dB "
-                f"(min {np.min(after):.2f}, max {np.max(after):.2f}; {secs / len(cleans):.2f} s/image)")
+                f"(min {np.min(after):.2f}, max {np.max(after):.2f}; {secs / len(cleans):.2f} s/image, {per_mp:.2f} s/megapixel)")
+        if args.subsets > 1:
+            parts = [float(np.mean(after[j::args.subsets])) for j in range(args.subsets)]
+            row["subsets"] = parts
+            line += f"; {args.subsets} interleaved subsets: " + " / ".join(f"{v:.2f}" for v in parts) + f" (spread {max(parts) - min(parts):.2f} dB)"
         if classic:
             wins = sum(a > b for a, b in zip(after, classic))
             row["bm3d"] = {"psnr": float(np.mean(classic)), "seconds_per_image": classic_secs / len(cleans),

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", type=float, default=0.05, help="salt-and-pepper fraction")
     p.add_argument("--peak", type=float, default=30.0, help="poisson peak")
     p.add_argument("--no-clip", action="store_true", help="do not clip noisy images to [0, 1] (the usual AWGN benchmark protocol)")
+    p.add_argument("--photo-noise", action="store_true", help="clip and round noisy images to 8 bits, as a noisy "
+                   "photograph saved to a file is (what `lstmcodec denoise` is given); also for the held-back check")
+    p.add_argument("--photo-fraction", type=float, default=1.0, help="with --photo-noise: the share of the images "
+                   "so treated (drawn per image); the rest keep unclipped noise, the benchmarks' protocol")
+    p.add_argument("--rotate", action="store_true", help="photos: transpose half the crops too (all eight rotations "
+                   "and mirror images, not only the four flips)")
     p.add_argument("--fixed-noise", action="store_true", help="MNIST / CIFAR: draw the training split's noise once "
                    "(seeded), as the MNIST experiment does, instead of afresh at every step")
     p.add_argument("--loss", choices=["mse", "l1", "bce"], default="mse")
@@ -116,7 +122,8 @@ def main(argv=None) -> int:
     if not args.dataset or not args.data:
         parser.error("give the data set and its folder (or --recipe FILE)")
     noise = data.Noise(kind=args.noise, mean=args.mean, var=args.var, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                       scale=args.scale, amount=args.amount, peak=args.peak, clip=not args.no_clip)
+                       scale=args.scale, amount=args.amount, peak=args.peak, clip=not args.no_clip, round=args.photo_noise,
+                       round_fraction=args.photo_fraction)
     device = runtime.select_device(args.device)
     try:
         batch_fn, evaluate, steps, eval_every, channels, size = (photo_task if args.dataset == "folder" else set_task)(args, noise, device)
@@ -250,9 +257,9 @@ def photo_task(args, noise: data.Noise, device: torch.device):
     if not val_files:
         runtime.log("warning: too few photographs to hold any back; validating on a training photograph")
         val_files = train_files[:1]
-    crops = data.RandomCrops([data.load_rgb(f) for f in train_files], args.crop, args.batch, seed=args.seed)
+    crops = data.RandomCrops([data.load_rgb(f) for f in train_files], args.crop, args.batch, seed=args.seed, rotate=args.rotate)
     val = [data.load_rgb(f).float().div(255)[None] for f in val_files[:8]]
-    val_noise = data.Noise(kind="gaussian", var=25.0 ** 2, clip=False)
+    val_noise = data.Noise(kind="gaussian", var=25.0 ** 2, clip=noise.round, round=noise.round)
     val_noisy = [val_noise(x, torch.Generator().manual_seed(1234 + i)) for i, x in enumerate(val)]
 
     def batch_fn(step: int):

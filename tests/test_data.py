@@ -158,3 +158,27 @@ def test_noise_models_have_the_stated_statistics():
     assert float(clipped.min()) >= 0 and float(clipped.max()) <= 1
     with pytest.raises(ValueError, match="unknown noise"):
         data.Noise("pink")(gray, g)
+
+
+def test_photo_noise_is_what_an_8_bit_file_holds():
+    """round=True: the noisy image a user's file holds (clipped to [0, 1], on the 256 levels), the same draw."""
+    x = torch.linspace(0, 1, 64 * 64).reshape(1, 1, 64, 64)
+    plain = data.Noise("gaussian", var=625, clip=False)(x, torch.Generator().manual_seed(3))
+    photo = data.Noise("gaussian", var=625, round=True)(x, torch.Generator().manual_seed(3))
+    assert float(plain.min()) < 0 and float(plain.max()) > 1
+    assert torch.equal(photo, plain.clamp(0, 1).mul(255).round().div(255))
+    assert torch.equal(photo * 255, (photo * 255).round()) and not torch.equal(photo, plain.clamp(0, 1))
+    x8 = x.expand(64, 1, 64, 64)
+    half = data.Noise("gaussian", var=625, round=True, round_fraction=0.5)(x8, torch.Generator().manual_seed(3))
+    rounded = [bool(torch.equal(im * 255, (im * 255).round())) for im in half]
+    assert 16 < sum(rounded) < 48 and float(half.min()) < 0
+
+
+def test_crops_with_rotate_transpose_some_crops_and_keep_the_draw():
+    """rotate=True transposes about half the crops of the very crops (and flips) drawn without it."""
+    im = torch.arange(3 * 40 * 40, dtype=torch.int64).reshape(3, 40, 40).remainder(256).to(torch.uint8)
+    plain = data.RandomCrops([im], 16, 64, seed=5)(7)
+    turned = data.RandomCrops([im], 16, 64, seed=5, rotate=True)(7)
+    same = [torch.equal(a, b) for a, b in zip(plain, turned)]
+    swapped = [torch.equal(a.transpose(-1, -2), b) for a, b in zip(plain, turned)]
+    assert all(s or t for s, t in zip(same, swapped)) and 16 < sum(swapped) < 48

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -97,6 +98,7 @@ def test_cli_denoise_names_outputs_and_refuses_to_overwrite(tmp_path, parrots):
     Image.fromarray(_noisy(parrots, 25)).save(src)
     r = run_cli("denoise", src)
     assert r.returncode == 0, r.stderr
+    assert re.search(rb"256x192 RGB, denoised in \d+\.\d\d s \(\d+\.\d\d s per megapixel\)", r.stderr), r.stderr
     out = tmp_path / "noisy-denoised.png"
     assert metrics.psnr(np.asarray(Image.open(out)), parrots) > metrics.psnr(_noisy(parrots, 25), parrots) + 10
     before = out.read_bytes()

@@ -82,6 +82,11 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0 - 0.5
 
 
+def as_8bit(y: torch.Tensor) -> torch.Tensor:
+    """A [0, 1] image as an 8-bit file holds it: clipped, on the 256 levels."""
+    return y.clamp(0, 1).mul(255).round().div(255)
+
+
 class RandomCrops:
     """Random square crops with flips (and, with `rotate`, transposes: all eight rotations and mirror images)
     from images held in memory.
@@ -346,7 +351,7 @@ class Noise:
         else:
             y = torch.poisson(x.clamp(min=0) * self.peak, generator=g) / self.peak
         if self.round:
-            photo = y.clamp(0, 1).mul(255).round().div(255)
+            photo = as_8bit(y)
             if self.round_fraction >= 1:
                 return photo
             which = torch.rand(len(x), generator=g) < self.round_fraction

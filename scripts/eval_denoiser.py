@@ -40,7 +40,7 @@ from PIL import Image
 def noisy(clean: torch.Tensor, sigma: float, seed: int, photo: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     y = clean + sigma / 255 * torch.randn(clean.shape, generator=g)
-    return y.clamp(0, 1).mul(255).round().div(255) if photo else y
+    return data.as_8bit(y) if photo else y
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:

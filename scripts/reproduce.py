@@ -58,6 +58,8 @@ EXPERIMENTS = {
                                     "test_bce", noise=dict(kind="none")),
     "cifar-autoencoder-cosine": Experiment("002", "test_bce", 0.5497, "minimum training-batch BCE (0.574 at the end)",
                                            "test_bce", noise=dict(kind="none")),
+    "cifar-autoencoder-b32": Experiment("002", "test_bce", 0.5497, "minimum training-batch BCE (0.574 at the end)",
+                                        "test_bce", full_epochs=100, noise=dict(kind="none")),
     "cifar-classifier": Experiment("003", "test_acc", 0.90, "test accuracy after 300 epochs", "test_acc",
                                    full_epochs=300),
 }

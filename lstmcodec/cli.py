@@ -33,6 +33,19 @@ device_option = click.option("--device", default="cpu", show_default=True, callb
                              help="auto, cpu, cuda, cuda:N or mps")
 
 
+def _precision(ctx, param, value: str | None) -> str | None:
+    from . import zoo
+
+    zoo.set_default_precision(value)
+    return value
+
+
+precision_option = click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+                                envvar="LSTMCODEC_PRECISION", callback=_precision, expose_value=False,
+                                help="arithmetic of the codec's network: auto (bf16 on CPUs with native bf16, "
+                                     "else fp32), fp32 or bf16 [default: auto]")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lstmcodec")
 def cli() -> None:
@@ -58,6 +71,7 @@ def cli() -> None:
 @click.option("--denoise", "denoise_first", is_flag=True, help="denoise before coding (noise costs bits)")
 @click.option("--denoiser", default=DEFAULT_DENOISER, show_default=True, help="the denoiser --denoise uses: bundled name or weights path")
 @device_option
+@precision_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mode, tile, tiles, model, denoise_first,
@@ -114,6 +128,7 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
 @click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
 @click.option("--model", default=None, help="weights path, when the file's model is not bundled")
 @device_option
+@precision_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet) -> int:
@@ -188,6 +203,7 @@ def _parse_range(text: str) -> list[int]:
 @click.option("--codecs", default="jpeg,webp,jpeg2000,avif", show_default=True, help="classical codecs (Pillow) beside it")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True)
 @device_option
+@precision_option
 @click.option("-o", "--output", "out_dir", help="results: a .json file (a list, one CompressAI-layout object per codec) or a folder (one file per codec)")
 @click.option("--plot", "plot_path", help="write an RD plot (MS-SSIM dB and PSNR against bpp); needs matplotlib")
 @click.option("--compare", multiple=True, help="CompressAI-layout JSON files to overlay on the plot")

@@ -147,10 +147,12 @@ class Codec(RecurrentCodec):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def for_inference(self, device: torch.device | str = "cpu") -> "Codec":
+    def for_inference(self, device: torch.device | str = "cpu", precision: str = "fp32") -> "Codec":
         """Eval mode without gradients, on `device`, channels-last: the layout oneDNN's and cuDNN's convolutions are
-        fastest in, and the one in which the cells add their 1x1 hidden-state products in place."""
-        return self.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
+        fastest in, and the one in which the cells add their 1x1 hidden-state products in place; the recurrent
+        cells in `precision` ("fp32" or "bf16", RecurrentCodec.set_precision)."""
+        self.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
+        return self.set_precision(precision)
 
     def plane_coder(self) -> PlaneCoder:
         """A fresh entropy coder for the bit planes of one image."""

@@ -140,7 +140,7 @@ def init_codec(config: CodecConfig, source: Codec) -> Codec:
 def load_init(name_or_path: str) -> Codec:
     """The codec an --init names (a bundled name or a weights file), in float32 on the CPU."""
     try:
-        return copy.deepcopy(zoo.load_codec(name_or_path)).float()
+        return copy.deepcopy(zoo.load_codec(name_or_path, precision="fp32")).float()
     except CodecError as e:
         raise InitError(str(e)) from None
 

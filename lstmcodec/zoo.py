@@ -74,20 +74,65 @@ def canonical(task: str, name_or_path: str) -> str:
     return DEFAULTS[task] if name_or_path == "default" else str(name_or_path)
 
 
-def load_codec(name_or_path: str = "default", device: str = "cpu") -> "Codec":
-    """A codec by bundled name (or "default") or weights path, ready for inference on `device`; loaded once."""
-    return _load_codec(canonical("codec", name_or_path), str(select(device)))
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_LIMIT = 0.5   # %: the most Kodak BD-rate a bundled model's bf16 inference may cost for auto to choose it
+_precision = {"default": None}   # set by the command line's --precision; else LSTMCODEC_PRECISION; else auto
+
+
+def set_default_precision(precision: str | None) -> None:
+    """The precision load_codec uses when none is given (None: LSTMCODEC_PRECISION, else "auto")."""
+    if precision is not None and precision not in PRECISIONS:
+        raise CodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    _precision["default"] = precision
+
+
+@functools.lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX or AVX512-BF16; read from /proc/cpuinfo, so Linux only)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str | None, device: "torch.device", model: str = "default") -> str:
+    """fp32 or bf16. "auto" is bf16 for a bundled codec whose measured cost of bf16 (its index entry's bf16_cost,
+    the Kodak BD-rate against fp32) is at most BF16_LIMIT, on a CPU with native bf16; fp32 elsewhere: for other
+    models (unmeasured), on other CPUs (which emulate bf16 slowly), on CUDA (not measured there)."""
+    import os
+
+    p = precision or _precision["default"] or os.environ.get("LSTMCODEC_PRECISION") or "auto"
+    if p not in PRECISIONS:
+        raise CodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {p!r} (LSTMCODEC_PRECISION)")
+    if p == "auto":
+        cost = registry().get("codec", {}).get(canonical("codec", model), {}).get("bf16_cost")
+        fits = cost is not None and cost <= BF16_LIMIT
+        return "bf16" if fits and device.type == "cpu" and native_bf16() else "fp32"
+    return p
+
+
+def load_codec(name_or_path: str = "default", device: str = "cpu", precision: str | None = None) -> "Codec":
+    """A codec by bundled name (or "default") or weights path, ready for inference on `device` in `precision`
+    ("auto", "fp32" or "bf16"; see resolve_precision); loaded once."""
+    dev = select(device)
+    name = canonical("codec", name_or_path)
+    return _load_codec(name, str(dev), resolve_precision(precision, dev, name))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_codec(name_or_path: str, device: str) -> "Codec":
+def _load_codec(name_or_path: str, device: str, precision: str) -> "Codec":
     from . import weights
     from .codec import Codec
 
     path, sha = resolve("codec", name_or_path)
     dev = select(device)
     try:
-        return Codec.from_weights(path, weights.read(path, "codec", sha)).for_inference(dev)
+        return Codec.from_weights(path, weights.read(path, "codec", sha)).for_inference(dev, precision)
     except ValueError as e:
         raise CodecError(str(e)) from None
 

@@ -4,6 +4,7 @@ alternated in one process so that a slow moment of the machine hits both, as rat
 optionally the networks' work, the entropy coder alone, and images per second on a GPU.
 
     python scripts/bench_speed.py ../shared/data/kodak/kodim01.png --models fast best --iterations 8 --threads 2
+    python scripts/bench_speed.py IMAGE --models best --precisions fp32 bf16   # the two arithmetics side by side
     python scripts/bench_speed.py IMAGE --entropy --work        # + the entropy coder alone, MACs per pixel
     python scripts/bench_speed.py IMAGE --kodak ../shared/data/kodak --device cuda   # + images per second at -i 16
 
@@ -105,9 +106,9 @@ def entropy_speed(codec, data: bytes, runs: int) -> str:
             f"{statistics.median(enc_t):.3f} s, decode {statistics.median(dec_t):.3f} s")
 
 
-def images_per_second(model: str, folder: str, device: str, iterations: int = 16) -> str:
+def images_per_second(model: str, folder: str, device: str, precision: str = "auto", iterations: int = 16) -> str:
     """Kodak-style throughput: every image of `folder` encoded and decoded at `iterations`, the model loaded once."""
-    codec = zoo.load_codec(model, device)
+    codec = zoo.load_codec(model, device, precision)
     srcs = [prepare(open_image(f)) for f in sorted(Path(folder).glob("*.png"))]
     codec.decompress(codec.encode_source(srcs[0], iterations).data)  # warm-up
     if torch.cuda.is_available():
@@ -118,7 +119,7 @@ def images_per_second(model: str, folder: str, device: str, iterations: int = 16
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return f"{model} on {device}: {len(srcs)} images of {folder} at -i {iterations}: {len(srcs) / dt:.2f} images per second"
+    return f"{model} ({zoo.resolve_precision(precision, codec.device, model)}) on {device}: {len(srcs)} images of {folder} at -i {iterations}: {len(srcs) / dt:.2f} images per second"
 
 
 def main(argv=None) -> int:
@@ -129,6 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                   help="each model in each of these arithmetics (auto: bf16 on CPUs with native bf16)")
     p.add_argument("--no-peer", action="store_true", help="leave CompressAI out")
     p.add_argument("--entropy", action="store_true", help="also time the entropy coder alone")
     p.add_argument("--work", action="store_true", help="also count the networks' multiply-accumulates")
@@ -138,7 +141,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     src = prepare(open_image(args.image))
     h, w = src.rgb.shape[:2]
-    codecs = {m: zoo.load_codec(m, args.device) for m in args.models}
+    dev = zoo.select(args.device)
+    codecs = {f"{m} ({zoo.resolve_precision(q, dev, m)})": zoo.load_codec(m, args.device, q)
+              for m in args.models for q in args.precisions}
     peer, trained = (None, False) if args.no_peer else peer_model()
     x = torch.from_numpy(src.rgb.copy()).permute(2, 0, 1)[None].float() / 255
     if peer is not None and (h % 64 or w % 64):
@@ -189,11 +194,12 @@ def main(argv=None) -> int:
         print(f"bmshj2018-hyperprior q4{'' if trained else ' (untrained)'}: encode {pe:.3f} s, decode {pd:.3f} s, "
               f"{8 * pn / (w * h):.3f} bpp")
     with tempfile.TemporaryDirectory() as tmp:
-        t = start_up(codecs[args.models[0]].encode_source(src, 1).data, Path(tmp))
+        t = start_up(next(iter(codecs.values())).encode_source(src, 1).data, Path(tmp))
     print("start-up: " + ", ".join(f"lstmcodec {k} {v:.2f} s" for k, v in t.items()) + " (fresh processes, best of 3)")
     if args.kodak:
-        for m in codecs:
-            print(images_per_second(m, args.kodak, args.device))
+        for m in args.models:
+            for q in args.precisions:
+                print(images_per_second(m, args.kodak, args.device, q))
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     GOLDEN.mkdir(parents=True, exist_ok=True)
     for name in zoo.names("codec"):
-        codec = zoo.load_codec(name)
+        codec = zoo.load_codec(name, precision="fp32")
         for case, photo, iterations, tiles in CASES if name == zoo.DEFAULT_CODEC else CASES[:1]:
             data = codec.compress(ROOT / "tests" / "data" / photo, iterations, tiles)
             atomic_write(GOLDEN / f"{name}-{case}.lstm", data)

@@ -26,6 +26,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path)
     p.add_argument("--force", action="store_true", help="replace an entry of the same name")
+    p.add_argument("--bf16-cost", type=float, metavar="PERCENT",
+                   help="a codec's measured cost of bf16 inference: the Kodak MS-SSIM BD-rate of `lstmcodec bench "
+                        "--precision bf16` against `--precision fp32`; --precision auto uses bf16 only for a model "
+                        f"whose cost is at most {zoo.BF16_LIMIT} %%")
     args = p.parse_args(argv)
     if args.file.resolve().parent != (ROOT / "weights").resolve():
         sys.exit("error: bundled weights live in weights/")
@@ -52,6 +56,7 @@ def main(argv=None) -> int:
         "sha256": hashlib.sha256(args.file.read_bytes()).hexdigest(),
         "config": blob.get("config", {}),
         **({"arch": blob["arch"]} if "arch" in blob else {}),
+        **({"bf16_cost": args.bf16_cost} if args.bf16_cost is not None and kind == "codec" else {}),
         **extra,
     }
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -32,7 +32,7 @@ def test_every_bundled_codec_has_golden_files():
 def test_encoding_gives_the_golden_bytes_and_decoding_the_golden_image(path):
     name, case = next((n, path.stem[len(n) + 1:]) for n in zoo.names("codec") if path.stem.startswith(n + "-"))
     photo, iterations, tiles = CASES[case]
-    codec = zoo.load_codec(name)
+    codec = zoo.load_codec(name, precision="fp32")   # the golden files are fp32's; bf16 is tested in test_precision
     data = codec.compress(DATA / photo, iterations, tiles)
     assert data == path.read_bytes(), f"{path.name}: the encoder's output changed"
     decoded = np.asarray(codec.decompress(path.read_bytes()), dtype=np.int16)

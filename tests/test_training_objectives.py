@@ -127,7 +127,7 @@ def test_residual_gain_starts_as_the_plain_recurrence_and_scales_what_each_itera
         assert all(torch.equal(a, b) and torch.equal(x, y) for (a, x), (b, y) in zip(same, plain.iterate(crop, 3)))
         gained.log_gain.copy_(torch.tensor([0.0, 1.0, 2.0]))
         inputs = []
-        hook = gained.encoder.conv.register_forward_hook(lambda _m, inp, _o: inputs.append(inp[0]))
+        hook = gained.encoder.register_forward_hook(lambda _m, inp, _o: inputs.append(inp[0]))
         steps = list(gained.iterate(crop, 4))                       # iteration 4 reuses the last gain
         hook.remove()
         rebuilt = list(gained.reconstruct([b for b, _ in steps]))   # the decoder side alone divides by the same gains

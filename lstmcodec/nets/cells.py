@@ -37,21 +37,45 @@ class ConvLSTMCell(_FusedGateCell):
 
     gates = 4
 
-    def _gates(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """conv_x's weight and bias and conv_h's weight; in inference in `dtype` (the input's: fp32 or bf16, the
+        parameters themselves staying as they are) and with the rows of the g gate doubled, so that
+        one sigmoid over all the gates gives σ(i), σ(f), σ(2g), σ(o), and tanh(g) = 2σ(2g) − 1. Doubling is exact
+        in binary floating point: the same numbers as sigmoid(2·g) of the plain weights, in one pass over the
+        gates instead of four over channel slices (which are strided in channels-last memory). Cached until the
+        weights change (their version, dtype or device)."""
         cx, ch = self.conv_x, self.conv_h
+        if torch.is_grad_enabled():
+            return cx.weight, cx.bias, ch.weight
+        key = (dtype,) + tuple((t.data_ptr(), t._version, t.device) for t in (cx.weight, cx.bias, ch.weight))
+        if getattr(self, "_doubled_key", None) != key:
+            g = slice(2 * self.hidden, 3 * self.hidden)
+            wx, bx, wh = (t.detach().clone() for t in (cx.weight, cx.bias, ch.weight))
+            for t in (wx, bx, wh):
+                t[g] *= 2
+            self._doubled = tuple(t.to(dtype).contiguous(memory_format=torch.channels_last) if t.dim() == 4
+                                  else t.to(dtype) for t in (wx, bx, wh))
+            self._doubled_key = key
+        return self._doubled
+
+    def _gates(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        cx, ch = self.conv_x, self.conv_h
+        wx, bx, wh = self._weights(x.dtype)
+        if h is None:
+            return conv2d(x, wx, bx, cx.stride, cx.padding)
         if cx.kernel_size == ch.kernel_size and cx.stride == (1, 1):
-            return F.conv2d(torch.cat([x, h], 1), torch.cat([cx.weight, ch.weight], 1), cx.bias, padding=cx.padding)
-        gates = cx(x)
+            return conv2d(torch.cat([x, h], 1), torch.cat([wx, wh], 1), bx, (1, 1), cx.padding)
+        gates = conv2d(x, wx, bx, cx.stride, cx.padding)
         if ch.kernel_size == (1, 1) and _channels_last(gates) and _channels_last(h):
             k = gates.shape[1]  # pixels x channels views of the NHWC memory: gates += h @ W_h^T
             gates.permute(0, 2, 3, 1).view(-1, k).addmm_(h.permute(0, 2, 3, 1).view(-1, self.hidden).to(gates.dtype),
-                                                        ch.weight.view(k, self.hidden).t().to(gates.dtype))  # bf16 autocast
+                                                        wh.reshape(k, self.hidden).t().to(gates.dtype))  # bf16 autocast
             return gates
-        return gates + ch(h)
+        return gates + conv2d(h, wh, None, (1, 1), ch.padding)
 
     def forward(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         if torch.is_grad_enabled():  # training: out of place, so autograd keeps what backward needs
-            gates = self.conv_x(x) if state is None else self._gates(x, state[0])
+            gates = self._gates(x, None if state is None else state[0])
             i, f, g, o = gates.chunk(4, dim=1)
             c_new = torch.sigmoid(i) * torch.tanh(g)
             if state is not None:
@@ -62,17 +86,18 @@ class ConvLSTMCell(_FusedGateCell):
         if rows:
             return self._forward_in_strips(x, state, rows)
         # Inference: the same arithmetic with in-place activations, fewer passes over memory.
-        gates = self.conv_x(x) if state is None else self._gates(x, state[0])
+        gates = self._gates(x, None if state is None else state[0])
         c_new = self._update(gates, None if state is None else state[1])
         h_new = _tanh(c_new).mul_(gates[:, 3 * self.hidden:])
         return h_new, (h_new, c_new)
 
     def _update(self, gates: torch.Tensor, c: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Inference: activate the gates in place and return c_t = σ(f)·c_{t-1} + σ(i)·tanh(g)."""
-        i, f, g, o = gates.chunk(4, dim=1)
-        (gates[:, :2 * self.hidden] if c is not None else i).sigmoid_()
-        o.sigmoid_()
-        c_new = torch.mul(_tanh(g), i, out=out) if out is not None else _tanh(g).mul_(i)
+        """Inference: activate the gates (of the doubled g rows, _weights) in place and return
+        c_t = σ(f)·c_{t-1} + σ(i)·tanh(g), with tanh(g) = 2σ(2g) − 1."""
+        gates.sigmoid_()
+        i, f, s, o = gates.chunk(4, dim=1)
+        tanh_g = torch.mul(s, 2).sub_(1)
+        c_new = torch.mul(tanh_g, i, out=out) if out is not None else tanh_g.mul_(i)
         if c is not None:
             c_new.addcmul_(f, c)
         return c_new
@@ -93,6 +118,7 @@ class ConvLSTMCell(_FusedGateCell):
         iteration, which glibc maps fresh from the kernel every time (over 32 MiB), and those page
         faults cost that cell a third of its time. The same numbers as the whole-image path."""
         cx = self.conv_x
+        wx, bx, wh = self._weights(x.dtype)
         (kh, _), (s, _), (p, pw) = cx.kernel_size, cx.stride, cx.padding
         h_in = x.shape[2]
         h_out, w_out = _out_size(cx, x)
@@ -106,12 +132,11 @@ class ConvLSTMCell(_FusedGateCell):
             band = x[:, :, max(lo, 0):min(hi, h_in)]
             if lo < 0 or hi > h_in:
                 band = F.pad(band, (0, 0, max(-lo, 0), max(hi - h_in, 0))).contiguous(memory_format=torch.channels_last)
-            gates = F.conv2d(band, cx.weight, cx.bias, stride=cx.stride, padding=(0, pw))
+            gates = conv2d(band, wx, bx, cx.stride, (0, pw))
             gates = gates.contiguous(memory_format=torch.channels_last)
             if state is not None:   # gates += h @ W_h^T on this band's pixels
                 gates.permute(0, 2, 3, 1).view(-1, k).addmm_(
-                    state[0][:, :, r0:r1].permute(0, 2, 3, 1).reshape(-1, self.hidden),
-                    self.conv_h.weight.view(k, self.hidden).t())
+                    state[0][:, :, r0:r1].permute(0, 2, 3, 1).reshape(-1, self.hidden), wh.reshape(k, self.hidden).t())
             c = self._update(gates, None if state is None else state[1][:, :, r0:r1], out=c_new[:, :, r0:r1])
             torch.mul(_tanh(c), gates[:, 3 * self.hidden:], out=h_new[:, :, r0:r1])
         return h_new, (h_new, c_new)
@@ -137,13 +162,13 @@ class ConvGRUCell(_FusedGateCell):
     gates = 3
 
     def forward(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        xz, xr, xn = self.conv_x(x).chunk(3, dim=1)
+        xz, xr, xn = conv_as(self.conv_x, x).chunk(3, dim=1)
         if state is None:
             z = torch.sigmoid(xz)
             h_new = (1 - z) * torch.tanh(xn)
         else:
             (h,) = state
-            hz, hr, hn = self.conv_h(h).chunk(3, dim=1)
+            hz, hr, hn = conv_as(self.conv_h, h).chunk(3, dim=1)
             z = torch.sigmoid(xz + hz)
             n = torch.tanh(xn + torch.sigmoid(xr + hr) * hn)
             h_new = (1 - z) * n + z * h
@@ -151,6 +176,33 @@ class ConvGRUCell(_FusedGateCell):
 
 
 CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
+
+
+def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tuple[int, int],
+           padding: tuple[int, int]) -> torch.Tensor:
+    """F.conv2d, but in CPU inference always through oneDNN: PyTorch sends small inputs (batch 1 and under 20,480
+    values, as at 1/16 of a small image or tile) to an im2col + GEMM path whose sums depend on the thread count,
+    where oneDNN's give the same numbers on every thread count (and are as fast or faster at these sizes)."""
+    if x.device.type == "cpu" and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available():
+        return torch.ops.aten.mkldnn_convolution(x, w, b, list(padding), list(stride), [1, 1], 1)
+    return F.conv2d(x, w, b, stride, padding)
+
+
+def conv_as(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) in x's dtype (a layer without dilation or groups): in training the layer itself; in inference by
+    conv2d, with the layer's weights where they have x's dtype, else with a copy cast to it (bf16), cached on the
+    layer until its weights change."""
+    w, b = conv.weight, conv.bias
+    if torch.is_grad_enabled():
+        return conv(x)
+    if w.dtype != x.dtype:
+        key = (x.dtype, w.data_ptr(), w._version, w.device)
+        if getattr(conv, "_cast_key", None) != key:
+            conv._cast = (w.detach().to(x.dtype).contiguous(memory_format=torch.channels_last),
+                          None if b is None else b.detach().to(x.dtype))
+            conv._cast_key = key
+        w, b = conv._cast
+    return conv2d(x, w, b, conv.stride, conv.padding)
 
 
 def _channels_last(t: torch.Tensor) -> bool:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..geometry import BLOCK
-from .cells import CELLS, State, depth_to_space
+from .cells import CELLS, State, conv_as, depth_to_space
 
 GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights
 Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate
@@ -128,7 +128,7 @@ class Encoder(nn.Module):
         ])
 
     def forward(self, r: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
-        return run_stack(self.rnns, self.conv(r), states)
+        return run_stack(self.rnns, conv_as(self.conv, r), states)
 
 
 class Binarizer(nn.Module):
@@ -145,7 +145,7 @@ class Binarizer(nn.Module):
         self.stochastic = True  # a training choice, not part of the model: inference is always the sign
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.tanh(self.conv(x))
+        y = torch.tanh(conv_as(self.conv, x))
         if self.training and self.stochastic:
             b = torch.where(torch.rand_like(y) < (1 + y) / 2, 1.0, -1.0)
         else:
@@ -172,11 +172,19 @@ class Decoder(nn.Module):
 
     def forward(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
         x, new_states = self.features(b, states)
-        return self.conv_out(x), new_states
+        return self.conv_out(x.to(self.conv_out.weight.dtype)), new_states
 
     def features(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
         """What conv_out reads: the last cell's output at full resolution (depth-to-space done)."""
-        return run_stack(self.rnns, self.conv_in(b), states, after=depth_to_space)
+        h, new_states = self.hidden(b, states)
+        return depth_to_space(h), new_states
+
+    def hidden(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
+        """The last cell's output at half resolution, before its depth-to-space (a permutation of its elements)."""
+        x, new_states = run_stack(self.rnns[:-1], conv_as(self.conv_in, b), None if states is None else states[:-1],
+                                  after=depth_to_space)
+        h, last = self.rnns[-1](x, None if states is None else states[-1])
+        return h, new_states + [last]
 
     def project(self, features: torch.Tensor, bias_scale: torch.Tensor | float) -> torch.Tensor:
         """conv_out(features) with its bias times bias_scale, computed as a fixed sequence of elementwise
@@ -201,6 +209,7 @@ class RecurrentCodec(nn.Module):
     def __init__(self, cfg: CodecConfig = CodecConfig()):
         super().__init__()
         self.config = cfg
+        self.compute_dtype = torch.float32   # of the encoder's and decoder's inputs (set_precision)
         self.encoder = Encoder(cfg)
         self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
         self.decoder = Decoder(cfg)
@@ -215,10 +224,21 @@ class RecurrentCodec(nn.Module):
             return 1.0
         return self.log_gain[min(t, self.log_gain.numel() - 1)].float().exp()
 
+    def set_precision(self, precision: str) -> "RecurrentCodec":
+        """Inference arithmetic: "fp32", or "bf16" (the encoder, the binarizer and the decoder's cells compute in
+        bfloat16 with copies of their weights; the parameters stay as the weights file holds them, so the
+        fingerprint and an export are unchanged; the residual, the reconstruction x̂_t and the decoder's last 1x1
+        projection stay fp32). bf16 halves the memory traffic and runs on the matrix units of CPUs that have them
+        (AMX, AVX512-BF16). The bits a file holds are entropy-coded by integers either way, so a file decodes in
+        both; the pixels differ from fp32's by bf16 rounding (docs/format.md)."""
+        self.compute_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        return self
+
     def step(self, net: Callable, inp: torch.Tensor, state: list[State] | None, t: int
              ) -> tuple[torch.Tensor, list[State]]:
         """E_t or D_t: one run of the encoder or decoder; in the first iteration (t = 0) 1 + priming runs on the
         same input, of which only the last one's output is used."""
+        inp = inp.to(self.compute_dtype)
         for _ in range(1 + (self.config.priming if t == 0 else 0)):
             out, state = net(inp, state)
         return out, state
@@ -227,7 +247,7 @@ class RecurrentCodec(nn.Module):
                     ) -> tuple[torch.Tensor, list[State]]:
         """b_t = B(E_t(g_t·r_{t-1})), zero outside the block mask (N x 1 x H/16 x W/16 of 0/1) when one is given."""
         code, state = self.step(self.encoder, self.gain(t) * r, state, t)
-        b = self.binarizer(code)
+        b = self.binarizer(code.float())   # the sign decisions from fp32 arithmetic (a bf16 encoder's bits cost 0.1 % more without)
         return (b if mask is None else b * mask), state
 
     def decode_step(self, b: torch.Tensor, x_hat: torch.Tensor | float, state: list[State] | None, t: int,
@@ -274,9 +294,27 @@ class RecurrentCodec(nn.Module):
         Decoder.project: the same image as `iterate` builds, to float rounding, and the same on every thread count."""
         acc, scale, state = 0.0, 0.0, None
         steps = list(zip(bits, masks if masks is not None else itertools.repeat(None)))
-        for t, (b, mask) in enumerate(steps):
+        if self.config.additive and all(mask is None for _, mask in steps):
+            # Σ_t h_t / g_t of the last cell's outputs before their depth-to-space (a permutation: the same sums),
+            # in fp32 and in place: at full resolution new tensors of this size are fresh memory from the kernel,
+            # and the three of an out-of-place sum took a third of a decode. A division, then an addition (not
+            # add_(alpha=): its vectorised loop fuses the multiply-add and its scalar tail does not, so the pixels
+            # would depend on how the threads split the tensor)
+            for t, (b, _) in enumerate(steps):
+                h, state = self.step(self.decoder.hidden, b, state, t)
+                g = self.gain(t)
+                if t == 0:
+                    acc = h.float() / g
+                    quotient = torch.empty_like(acc)
+                else:
+                    acc += torch.div(h if h.dtype == acc.dtype else quotient.copy_(h), g, out=quotient)
+                scale = scale + 1 / g
+                if every or t + 1 == len(steps):
+                    yield self.decoder.project(depth_to_space(acc), scale)
+            return
+        for t, (b, mask) in enumerate(steps):   # adaptive files (block masks) and one-shot models
             f, state = self.step(self.decoder.features, b, state, t)
-            g = self.gain(t)
+            f, g = f.float(), self.gain(t)
             new_acc, new_scale = (acc + f / g, scale + 1 / g) if self.config.additive else (f, 1.0)
             if mask is None:
                 acc, scale = new_acc, new_scale

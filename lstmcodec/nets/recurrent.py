@@ -225,8 +225,8 @@ class RecurrentCodec(nn.Module):
         return self.log_gain[min(t, self.log_gain.numel() - 1)].float().exp()
 
     def set_precision(self, precision: str) -> "RecurrentCodec":
-        """Inference arithmetic: "fp32", or "bf16" (the encoder, the binarizer and the decoder's cells compute in
-        bfloat16 with copies of their weights; the parameters stay as the weights file holds them, so the
+        """Inference arithmetic: "fp32", or "bf16" (the encoder's and the decoder's cells compute in bfloat16 with
+        copies of their weights; the binarizer's sign is taken in fp32; the parameters stay as the weights file holds them, so the
         fingerprint and an export are unchanged; the residual, the reconstruction x̂_t and the decoder's last 1x1
         projection stay fp32). bf16 halves the memory traffic and runs on the matrix units of CPUs that have them
         (AMX, AVX512-BF16). The bits a file holds are entropy-coded by integers either way, so a file decodes in
@@ -247,7 +247,7 @@ class RecurrentCodec(nn.Module):
                     ) -> tuple[torch.Tensor, list[State]]:
         """b_t = B(E_t(g_t·r_{t-1})), zero outside the block mask (N x 1 x H/16 x W/16 of 0/1) when one is given."""
         code, state = self.step(self.encoder, self.gain(t) * r, state, t)
-        b = self.binarizer(code.float())   # the sign decisions from fp32 arithmetic (a bf16 encoder's bits cost 0.1 % more without)
+        b = self.binarizer(code.float())   # the sign decisions in fp32 whatever the encoder's precision
         return (b if mask is None else b * mask), state
 
     def decode_step(self, b: torch.Tensor, x_hat: torch.Tensor | float, state: list[State] | None, t: int,

@@ -74,9 +74,11 @@ def memory(a) -> None:
     with tempfile.TemporaryDirectory() as d:
         src, lstm, out = Path(d) / "big.png", Path(d) / "big.lstm", Path(d) / "out.png"
         mosaic(a.folder, width, height).save(src)
-        print(f"{width}x{height} mosaic of {a.folder}, -i {a.iterations}, tiles {a.tiles}")
-        common = ["--device", a.device, "--quiet"]
-        wall, peak = run(["encode", str(src), "-o", str(lstm), "-i", str(a.iterations), "--tiles", a.tiles, *common])
+        print(f"{width}x{height} mosaic of {a.folder}, -i {a.iterations}, tiles {a.tiles}, model {a.model}, "
+              f"precision {a.precision}")
+        common = ["--device", a.device, "--precision", a.precision, "--quiet"]
+        wall, peak = run(["encode", str(src), "-o", str(lstm), "-i", str(a.iterations), "--tiles", a.tiles,
+                          "--model", a.model, *common])
         size = lstm.stat().st_size
         print(f"  encode: {wall:.1f} s, peak {peak:.2f} GiB, {size} bytes = {8 * size / (width * height):.4f} bpp")
         wall, peak = run(["decode", str(lstm), "-o", str(out), *common])
@@ -113,6 +115,8 @@ def main() -> int:
     m.add_argument("--iterations", type=int, default=8)
     m.add_argument("--tiles", default="auto")
     m.add_argument("--device", default="cpu")
+    m.add_argument("--model", default="default")
+    m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     s = sub.add_parser("seams")
     s.add_argument("folder")
     s.add_argument("--side", type=int, default=256)

@@ -130,8 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
-                   help="each model in each of these arithmetics (auto: bf16 on CPUs with native bf16)")
+    p.add_argument("--precisions", nargs="+", default=["auto"], choices=zoo.PRECISIONS,
+                   help="each model in each of these arithmetics (auto: zoo.resolve_precision's choice)")
     p.add_argument("--no-peer", action="store_true", help="leave CompressAI out")
     p.add_argument("--entropy", action="store_true", help="also time the entropy coder alone")
     p.add_argument("--work", action="store_true", help="also count the networks' multiply-accumulates")

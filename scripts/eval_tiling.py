@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lstmcodec import api, tiling
+from lstmcodec import api, tiling, zoo
 from lstmcodec.imageio import prepare
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
@@ -116,7 +116,7 @@ def main() -> int:
     m.add_argument("--tiles", default="auto")
     m.add_argument("--device", default="cpu")
     m.add_argument("--model", default="default")
-    m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    m.add_argument("--precision", default="auto", choices=zoo.PRECISIONS)
     s = sub.add_parser("seams")
     s.add_argument("folder")
     s.add_argument("--side", type=int, default=256)

@@ -7,6 +7,11 @@ over the iterations t = 1..T, so that every prefix of the bit stream is trained 
               (after Johnston et al. 2018's SSIM-weighted L1)
     ms-ssim   1 − MS-SSIM(x, x̂_t), with the window and scales the crop allows (metrics.ms_ssim_tensor)
     mix       α·(1 − MS-SSIM) + (1 − α)·L1                           (Zhao et al. 2017 use α = 0.84)
+    mse       (x − x̂_t)²: what PSNR measures
+    db-mix    (1 − MS-SSIM)^α · MSE^(1 − α): with log=True, α·ln(1 − MS-SSIM) + (1 − α)·ln(MSE), the two
+              curves the codec is judged by on their own dB scales. MS-SSIM gives its finest scale an exponent of
+              0.0448, so a loss of mostly MS-SSIM hardly asks for the fine texture that PSNR (and the eye at
+              high rates) sees; the MSE factor asks for it in proportion
 
 With log=True the loss averages log d_t instead of d_t. Its gradient weighs iteration t by 1/d_t, so a late
 iteration that halves an already small distortion counts as much as an early one that halves a large one:
@@ -43,12 +48,16 @@ import torch.nn.functional as F
 from .entropy import BUCKETS, iteration_bucket
 from .metrics import local_ms_ssim, ms_ssim_tensor
 
-LOSSES = ("l1", "ssim-l1", "ms-ssim", "mix")
+LOSSES = ("l1", "ssim-l1", "ms-ssim", "mix", "mse", "db-mix")
 Distortion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def l1(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).abs().mean()
+
+
+def mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return (x - x_hat).pow(2).mean()
 
 
 def ssim_weights(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -76,6 +85,11 @@ def distortion(name: str, alpha: float = 0.84) -> Distortion:
         return ms_ssim_loss
     if name == "mix":
         return lambda x, x_hat: alpha * ms_ssim_loss(x, x_hat) + (1 - alpha) * l1(x, x_hat)
+    if name == "mse":
+        return mse
+    if name == "db-mix":
+        return lambda x, x_hat: (ms_ssim_loss(x, x_hat).clamp(min=1e-8) ** alpha) * (mse(x, x_hat).clamp(min=1e-10)
+                                                                                     ** (1 - alpha))
     raise ValueError(f"unknown loss {name!r} (one of {', '.join(LOSSES)})")
 
 

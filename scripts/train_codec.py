@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-form", choices=losses.RATE_FORMS, default="mean", help="--rate-weight prices the mean bits "
                    "per raw bit over all iterations (mean), or ln(bits per raw bit) averaged over the prefixes 1..T, the "
                    "scale and prefixes of --log-distortion (log; LAMBDA is then the slope d ln D / d ln R traded)")
-    p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1)")
+    p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1); --loss db-mix: its exponent (the rest: MSE's)")
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
                         "spatially adaptive mode (the decoder learns zero bits next to live ones)")

@@ -58,6 +58,21 @@ def test_log_distortion_weighs_each_iteration_by_its_inverse_distortion(crop):
     assert ratio == pytest.approx(d_early / d_late, rel=1e-4) and ratio > 5
 
 
+def test_db_mix_under_the_log_is_the_two_decibel_scales_weighted_by_alpha(crop):
+    """--loss db-mix --log-distortion: α·ln(1 − MS-SSIM) + (1 − α)·ln(MSE) per iteration, so that a blur which
+    MS-SSIM hardly sees still costs through the MSE factor."""
+    g = torch.Generator().manual_seed(3)
+    x_hat = crop + 0.03 * torch.randn(crop.shape, generator=g)
+    for alpha in (0.5, 0.84):
+        logged, _ = losses.over_iterations(losses.distortion("db-mix", alpha), crop, [x_hat], log=True)
+        ms, sq = float(losses.ms_ssim_loss(crop, x_hat)), float(losses.mse(crop, x_hat))
+        assert logged.item() == pytest.approx(alpha * math.log(ms) + (1 - alpha) * math.log(sq), rel=1e-4)
+    # without the log it is the weighted geometric mean of the two distortions (here of a 3x3 box blur)
+    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(crop, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    ms, sq = float(losses.ms_ssim_loss(crop, blurred)), float(losses.mse(crop, blurred))
+    assert float(losses.distortion("db-mix", 0.5)(crop, blurred)) == pytest.approx(ms ** 0.5 * sq ** 0.5, rel=1e-4)
+
+
 def test_ssim_weights_go_where_the_structure_is_lost(crop):
     """Left half: detail flattened to its mean (structure lost); right half: a small constant offset of about the
     same L1 error (structure kept). The SSIM weights, mean 1, favour the left half."""

@@ -140,20 +140,25 @@ class PlaneCoder:
         self.ones = np.zeros((channels, 2 << self.k), dtype=np.int64)
         self.total = np.zeros_like(self.ones)
 
-    def _table(self, c: int | slice) -> np.ndarray:
-        """Integer probabilities of channel(s) c for every (previous bit, pattern): prior mixed with counts."""
-        prior = self.prior[iteration_bucket(self.t), c].astype(np.int64)
-        p = (prior * PRIOR_WEIGHT + self.ones[c] * ONE) // (PRIOR_WEIGHT + self.total[c])
+    def _table(self, c: int | None, context: np.ndarray) -> np.ndarray:
+        """Integer probabilities of the bits of channel c (None: every channel, context C x N) in their contexts
+        (previous bit, pattern): the prior mixed with the counts, worked out only where a bit needs it."""
+        if c is None:
+            at = lambda table: np.take_along_axis(table, context, axis=1)  # noqa: E731
+            prior, ones, total = at(self.prior[iteration_bucket(self.t)]), at(self.ones), at(self.total)
+        else:
+            prior = self.prior[iteration_bucket(self.t), c][context]
+            ones, total = self.ones[c][context], self.total[c][context]
+        p = (prior.astype(np.int64) * PRIOR_WEIGHT + ones * ONE) // (PRIOR_WEIGHT + total)
         return np.clip(p, 1, ONE - 1)
 
-    def _mixed(self, c: int, context: np.ndarray, bits: np.ndarray, previous_f: np.ndarray) -> np.ndarray:
+    def _mixed(self, c: int, context: np.ndarray, bits: np.ndarray, part: np.ndarray) -> np.ndarray:
         """Method 3's probabilities of channel c's N bits, from their table contexts (N, as _local_contexts gives
-        them), the bits of the channels before it (bits: C x N, rows below c filled) and the previous
-        iteration's (previous_f: C x N float64)."""
-        bucket, channels = iteration_bucket(self.t), bits.shape[0]
+        them), the bits of the channels before it (bits: C x N float32, rows below c filled) and the previous
+        iteration's share of the mixer's sums (part: the plane's Mixer.previous_part)."""
+        bucket = iteration_bucket(self.t)
         table_p = self.prior[bucket, c][context].astype(np.int64)
-        earlier = bits[max(0, c - (channels - 1)):c][::-1].astype(np.float64)
-        return self.mixer.probabilities(bucket * channels + c, earlier, previous_f, table_p)
+        return self.mixer.channel_probabilities(bucket, c, bits, part[c], table_p)
 
     def _previous(self, active: np.ndarray | None) -> np.ndarray | None:
         """The previous plane at the coded positions (C x 1 x N when `active` is given), or None at t = 1."""
@@ -188,11 +193,12 @@ class PlaneCoder:
         local = _local_contexts(bits, prev, self.k)
         flat, contexts = bits.reshape(bits.shape[0], -1), local.reshape(bits.shape[0], -1)
         if self.prior is not None:
-            probs = np.take_along_axis(self._table(slice(None)), contexts, axis=1)
+            probs = self._table(None, contexts)
             candidates.append(_ans(LEARNED, flat, probs / ONE))
         if self.mixer is not None:
-            previous_f = _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1).astype(np.float64)
-            probs = np.stack([self._mixed(c, contexts[c], flat, previous_f) for c in range(bits.shape[0])])
+            previous = _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1).astype(np.float32)
+            part, flat_f = self.mixer.previous_part(iteration_bucket(self.t), previous), flat.astype(np.float32)
+            probs = np.stack([self._mixed(c, contexts[c], flat_f, part) for c in range(bits.shape[0])])
             candidates.append(_ans(MIXED, flat, probs / ONE))
         self._update(bits, local, active, shape)
         return min(candidates, key=len)
@@ -216,14 +222,18 @@ class PlaneCoder:
         flat, flat_previous = bits.reshape(coded[0], -1), previous.reshape(coded[0], -1)
         try:
             decoder = _unans(payload[1:])
-            previous_f = flat_previous.astype(np.float64) if payload[0] == MIXED else None
+            if payload[0] == MIXED:
+                part = self.mixer.previous_part(iteration_bucket(self.t), flat_previous.astype(np.float32))
+                flat_f = np.zeros(flat.shape, dtype=np.float32)
             for c in range(coded[0]):
                 context = _channel_context(flat_previous, flat, c, self.k)
                 if payload[0] == MIXED:
-                    probs = self._mixed(c, context, flat, previous_f)
+                    probs = self._mixed(c, context, flat_f, part)
                 else:
-                    probs = self._table(c)[context]
+                    probs = self._table(c, context)
                 flat[c] = np.asarray(decoder.decode(_BERNOULLI, probs.astype(np.float64) / ONE), dtype=np.uint8)
+                if payload[0] == MIXED:
+                    flat_f[c] = flat[c]
         except CodecError:
             raise
         except Exception as e:  # constriction reports damaged streams with its own exception types

@@ -36,7 +36,8 @@ class Mixer:
       u = 256 (x . w1[:2C-1] + b1) + s w1[2C-1]   (units 1/65536),   h = max(u, 0),
       l = floor(h . w2[:H] / 2^16) + floor(s w2[H] / 2^8) + w2[H + 1],
     clamped to +-LOGIT_MAX, and its probability is squash[l + LOGIT_MAX]. With |weights| < 2^15, C <= 32 and
-    H <= 64 every sum stays below 2^53, so float64 matrix products compute them exactly.
+    H <= 64 every sum is an integer that floating point holds exactly, whatever order a matrix product adds in:
+    x . w1[:2C-1] + b1 stays below 2^21 (float32 holds integers to 2^24), h . w2[:H] below 2^51 (float64: 2^53).
     """
     w1: np.ndarray
     b1: np.ndarray
@@ -66,6 +67,19 @@ class Mixer:
         f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731 (exact for int16)
         return Mixer(f(w1), f(b1), f(w2), stretch.astype(np.int64), squash.astype(np.int64))
 
+    def __post_init__(self):
+        c, hidden = self.channels, self.w1.shape[-1]
+        groups = self.w1.shape[0]
+        # float32 copies for the first layer (exact: see the class docstring), laid out for one matrix product per
+        # plane (the previous iteration's bits, all channels at once) and one per channel (the earlier channels)
+        previous = self.w1[:, c - 1:2 * c - 1].astype(np.float32)                  # G x C(previous) x H
+        object.__setattr__(self, "_w_previous", np.ascontiguousarray(
+            previous.reshape(groups // c, c, c, hidden).transpose(0, 1, 3, 2).reshape(groups // c, c * hidden, c)))
+        object.__setattr__(self, "_w_earlier", np.ascontiguousarray(self.w1[:, c - 2::-1].astype(np.float32)
+                                                                     .transpose(0, 2, 1)))  # G x H x (C-1), far first
+        object.__setattr__(self, "_b1", self.b1.astype(np.float32))
+        object.__setattr__(self, "stretch_f", self.stretch.astype(np.float64))
+
     def arrays(self) -> dict:
         return {"w1": self.w1.astype(np.int16), "b1": self.b1.astype(np.int16), "w2": self.w2.astype(np.int16),
                 "stretch": self.stretch.astype(np.int16), "squash": self.squash.astype(np.int16)}
@@ -75,14 +89,40 @@ class Mixer:
         g: its group; earlier: the bits of channels c-1, c-2, ... (k x N, k < C, nearest first);
         previous: the previous iteration's bits of all channels (C x N); table_p: the table's probabilities (N)."""
         w1, c = self.w1[g], self.channels
-        s = self.stretch[table_p]
         x = w1[:len(earlier)].T @ earlier + w1[c - 1:2 * c - 1].T @ previous + self.b1[g][:, None]
-        u = (x * LOGIT_ONE).astype(np.int64) + w1[2 * c - 1].astype(np.int64)[:, None] * s
-        h = np.maximum(u, 0).astype(np.float64)
+        return self._output(g, x, table_p)
+
+
+    def previous_part(self, bucket: int, previous: np.ndarray) -> np.ndarray:
+        """What the previous iteration's bits (C x N float32 of 0/1) and the bias add to every channel's hidden
+        units in one iteration bucket: C x H x N float32 (exact integers), for `channel_probabilities`."""
+        c, n = self.channels, previous.shape[1]
+        part = (self._w_previous[bucket] @ previous).reshape(c, -1, n)
+        part += self._b1[bucket * c:(bucket + 1) * c, :, None]
+        return part
+
+    def channel_probabilities(self, bucket: int, c: int, bits: np.ndarray, part: np.ndarray,
+                              table_p: np.ndarray) -> np.ndarray:
+        """`probabilities` of channel c's N bits, from the plane's bits (C x N float32, the rows before c filled),
+        its `previous_part` (H x N) and the table's probabilities (N): the same integers, fewer passes."""
+        g, k = bucket * self.channels + c, min(c, self.channels - 1)
+        x = part if k == 0 else self._w_earlier[g][:, self.channels - 1 - k:] @ bits[c - k:c] + part
+        return self._output(g, x, table_p)
+
+    def _output(self, g: int, x: np.ndarray, table_p: np.ndarray) -> np.ndarray:
+        """The integer formula from the first layer's sum x (H x N, without the table's logit) on."""
+        # in float64, every value an integer below 2^53, so each step is exact; floor(v / 2^n) is v >> n
+        s = self.stretch_f[table_p]
+        u = x.astype(np.float64)
+        u *= LOGIT_ONE
+        u += self.w1[g, 2 * self.channels - 1][:, None] * s
+        h = np.maximum(u, 0, out=u)
         w2 = self.w2[g]
         hidden = len(w2) - 2
-        logit = ((w2[:hidden] @ h).astype(np.int64) >> 16) + ((int(w2[hidden]) * s) >> 8) + int(w2[hidden + 1])
-        return self.squash[np.clip(logit, -LOGIT_MAX, LOGIT_MAX) + LOGIT_MAX]
+        logit = np.floor((w2[:hidden] @ h) * 2.0 ** -16)
+        logit += np.floor(s * (w2[hidden] * 2.0 ** -8))
+        logit += w2[hidden + 1] + LOGIT_MAX
+        return self.squash[np.clip(logit, 0, 2 * LOGIT_MAX).astype(np.intp)]
 
 
 def logit_tables() -> tuple[np.ndarray, np.ndarray]:

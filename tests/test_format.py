@@ -188,6 +188,16 @@ def test_mixer_arithmetic_is_the_documented_integer_formula():
         u = [256 * (int(np.dot(x, w1[g, :63, j])) + int(b1[g, j])) + s * int(w1[g, 63, j]) for j in range(hidden)]
         logit = (sum(max(v, 0) * int(w2[g, j]) for j, v in enumerate(u)) >> 16) + (s * int(w2[g, hidden]) >> 8) + int(w2[g, hidden + 1])
         assert got[i] == squash[min(max(logit, -mixers.LOGIT_MAX), mixers.LOGIT_MAX) + mixers.LOGIT_MAX]
+    # the coder's path (float32 first layer, the previous iteration's share for all channels at once) gives the
+    # same integers, channel by channel, even at the extremes of the weights
+    bits = rng.integers(0, 2, (32, n))
+    for bucket in range(tables.BUCKETS):
+        part = mixer.previous_part(bucket, previous.astype(np.float32))
+        for ch in range(32):
+            expected = mixer.probabilities(bucket * 32 + ch, bits[:ch][::-1][:31].astype(np.float64),
+                                           previous.astype(np.float64), table_p)
+            fast = mixer.channel_probabilities(bucket, ch, bits.astype(np.float32), part[ch], table_p)
+            assert np.array_equal(fast, expected), (bucket, ch)
     bad = dict(arrays, w2=arrays["w2"][:, :-1])
     with pytest.raises(ValueError, match="mixer arrays"):
         mixers.Mixer.from_arrays(bad, 32)

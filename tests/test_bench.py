@@ -71,3 +71,32 @@ def test_jpeg_matches_the_anchor_on_kodak():
     for p in bench.run_classic("jpeg", images, lambda m: None, qualities=[5, 20, 50]):
         assert abs(p.mean("ms_ssim") - anchor[p.setting]["ms_ssim"]) < 0.002, p.setting
         assert abs(p.mean("bpp") - anchor[p.setting]["bpp"]) < 0.01, p.setting
+
+
+def test_quality_targets_reports_each_target_met_or_not(tmp_path):
+    """scripts/quality_targets.py on a made-up bench folder: a curve that stops rising at -i 3 and falls below
+    JPEG at -i 3 is reported as short exactly there; the BD-rates come from the same JSON files."""
+    import subprocess
+    import sys
+
+    def write(name, bpp, psnr, ms):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, "results": {
+            "bpp": bpp, "psnr-rgb": psnr, "ms-ssim-rgb": ms, "ms-ssim-rgb-db": [metrics.ms_ssim_db(m) for m in ms],
+            "setting": list(range(1, len(bpp) + 1))}}))
+
+    write("lstmcodec", [0.2, 0.4, 0.6], [26.0, 29.0, 29.1], [0.90, 0.95, 0.9502])
+    write("jpeg", [0.3, 0.5, 0.8], [25.0, 28.0, 31.0], [0.85, 0.94, 0.97])
+    write("webp", [0.1, 0.3, 0.7], [25.0, 28.5, 31.5], [0.88, 0.94, 0.97])
+    script = Path(__file__).resolve().parents[1] / "scripts" / "quality_targets.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), str(tmp_path), *a], capture_output=True,  # noqa: E731
+                                    text=True, check=True).stdout
+    out = run()
+    assert "short at -i 3 -> NOT met" in out
+    assert "PSNR at -i 3: 29.10 dB (>= 31.0) -> NOT met" in out
+    assert "MS-SSIM below JPEG's at -i: 3 -> NOT met" in out
+    jpeg = json.loads((tmp_path / "jpeg.json").read_text())["results"]
+    ours = json.loads((tmp_path / "lstmcodec.json").read_text())["results"]
+    bd = metrics.bd_rate(jpeg["bpp"], jpeg["psnr-rgb"], ours["bpp"], ours["psnr-rgb"])
+    assert f"PSNR BD-rate against JPEG: {bd:+.1f} %" in out
+    held = run("--held-back")
+    assert "MS-SSIM below JPEG's at -i: 3; PSNR below JPEG's at -i: 3 -> NOT met" in held

@@ -172,7 +172,12 @@ class Decoder(nn.Module):
 
     def forward(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
         x, new_states = self.features(b, states)
-        return self.conv_out(x.to(self.conv_out.weight.dtype)), new_states
+        if torch.is_grad_enabled():
+            return self.conv_out(x.to(self.conv_out.weight.dtype)), new_states
+        # Inference (the encoder's own x̂_t): `project`'s fixed order of sums, as in decoding, so that the bits an
+        # encoder writes do not depend on the thread count either (oneDNN's 1x1 convolution of bf16 features
+        # cast to fp32 summed in another order on one thread than on two).
+        return self.project(x.float(), 1.0), new_states
 
     def features(self, b: torch.Tensor, states: list[State] | None) -> tuple[torch.Tensor, list[State]]:
         """What conv_out reads: the last cell's output at full resolution (depth-to-space done)."""

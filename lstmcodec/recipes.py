@@ -186,7 +186,9 @@ class Runner:
         ck = load_checkpoint(folder / "last.pt")
         fit = ck["fit"]
         goal = fit["stop_at"] if fit.get("stop_at") else fit["steps"]
-        if ck["step"] < goal and not ck.get("reached"):  # a run that reached its target (--target-loss) is done
+        # A run planned over time (--schedule-over time) ends at its time limit: done once that much has run.
+        ran_its_time = fit.get("schedule_over") == "time" and ck.get("elapsed", 0.0) >= (fit.get("time_limit_s") or float("inf"))
+        if ck["step"] < goal and not ck.get("reached") and not ran_its_time:  # reached: its target (--target-loss)
             raise RecipeError(f"stage {stage.name} stopped at step {ck['step']} of {goal}; run the same command again "
                               "to continue it")
 

@@ -76,6 +76,11 @@ options = {{ width = 0.125, iterations = 2, crop = 32, batch = 2, eval-every = 0
     r = _script("train_codec.py", "--recipe", recipe, "--out", tmp_path / "run2", "--steps", 50)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: stage only stopped at step ")
+    # a stage planned over time (its schedule ends with its time limit) is done when the time has run
+    recipe.write_text(recipe.read_text().replace("time-limit = 0.001", 'time-limit = 2, schedule-over = "time"'))
+    r = _script("train_codec.py", "--recipe", recipe, "--out", tmp_path / "run3", "--steps", 100000)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run3" / "only.pt").exists()
 
 
 @pytest.mark.parametrize("text, message", [

@@ -10,7 +10,8 @@ can say why it is there):
     [[stage]]
     name = "w25"                        # runs in OUT/w25/ and is exported to OUT/w25.pt
     init = "recipe:other"               # optional: a stage of this recipe, "recipe:NAME" (that recipe's result,
-                                        # made in OUT/NAME/), or a bundled model or weights path
+                                        # made in OUT/NAME/), "recipe:NAME:STAGE" (that recipe's stages up to
+                                        # STAGE), or a bundled model or weights path
     resume = "stage"                    # optional: continue that stage's checkpoint with this stage's options
     processes = 2                       # optional: data-parallel processes on the CPU (torch.distributed.run)
     options = { steps = 6000, lr = 2e-3, residual-gain = true }   # the script's long options, without "--"
@@ -148,16 +149,21 @@ class Runner:
     def source(self, ref: str) -> str:
         """The weights an `init` names: a stage's export, another recipe's result, or a model name / path."""
         if ref.startswith("recipe:"):
-            other = load(ref[len("recipe:"):])
+            name, _, upto = ref[len("recipe:"):].partition(":")
+            other = load(name)
             return str(Runner(other, self.out / other.name, self.main, self.data, self.extra, None, self.dry_run,
-                              self.log, self.check).run_stages())
+                              self.log, self.check).run_stages(upto or None))
         if ref in [s.name for s in self.recipe.stages]:
             return str(self.out / f"{ref}.pt")
         return ref
 
-    def run_stages(self) -> Path:
-        """The stages alone, without the tables (what another recipe starts from); returns the last export."""
-        for stage in self.recipe.stages:
+    def run_stages(self, upto: str | None = None) -> Path:
+        """The stages alone, without the tables (what another recipe starts from), all of them or those up to the
+        stage named `upto`; returns the last export."""
+        names = [s.name for s in self.recipe.stages]
+        if upto is not None and upto not in names:
+            raise RecipeError(f"recipe {self.recipe.name} has no stage '{upto}' (its stages: {', '.join(names)})")
+        for stage in self.recipe.stages[:names.index(upto) + 1 if upto else len(names)]:
             last = self.stage(stage)
         return last
 

@@ -93,3 +93,20 @@ def test_a_bad_recipe_is_one_error_line(tmp_path, text, message):
     (tmp_path / "bad.toml").write_text(text)
     r = _script("train_codec.py", "--recipe", tmp_path / "bad.toml", "--out", tmp_path / "run")
     assert r.returncode == 1 and message in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr
+
+
+def test_a_stage_starts_from_another_recipes_stage(tmp_path):
+    """best grows fast's network as fast's stage sign-f left it ("recipe:fast:sign-f"), not fast's later stages;
+    a stage the other recipe lacks is one error line."""
+    r = _script("train_codec.py", "--recipe", "recipes/best.toml", "--out", tmp_path / "b", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    fast_stages = [s.name for s in recipes.load("fast").stages]
+    ran = [s for s in fast_stages if f"{tmp_path / 'b' / 'fast' / s} " in r.stderr]
+    assert ran == fast_stages[:fast_stages.index("sign-f") + 1] and ran != fast_stages
+    assert f"--init {tmp_path / 'b' / 'fast' / 'sign-f.pt'}" in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\ntask = "codec"\ndata = ["."]\n[[stage]]\nname = "x"\ninit = "recipe:fast:nope"\n'
+                   'options = { steps = 1 }\n')
+    r = _script("train_codec.py", "--recipe", bad, "--out", tmp_path / "x", "--dry-run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "error: recipe fast has no stage 'nope' (its stages: " + ", ".join(fast_stages) + ")"

@@ -164,13 +164,16 @@ def info(input, as_json, map_path) -> int:
         if fi.tile_iterations is None:
             raise CodecError(f"{input}: not an adaptive file; it has no iteration map")
         write_output(map_path, encode_image_bytes(fileinfo.map_image(fi), format_for(map_path)))
+    from .zoo import not_bundled
+
+    unbundled = not_bundled(fi.model, fi.fingerprint)   # what decodes a file this version's models do not
     if as_json:
-        click.echo(json.dumps(fi.to_dict(), indent=2))
+        click.echo(json.dumps({**fi.to_dict(), "decodable": unbundled is None, "note": unbundled}, indent=2))
         return 0
     truncated = "" if fi.iterations == fi.declared_iterations else f" (of {fi.declared_iterations}: a prefix)"
     click.echo(f"{input}: {fi.width}x{fi.height} {fi.mode}, {fi.iterations} iterations{truncated}, "
                f"{fi.file_bytes} bytes, {fi.bpp:.4f} bpp")
-    click.echo(f"model: {fi.model} ({fi.fingerprint})")
+    click.echo(f"model: {fi.model} ({fi.fingerprint})" + (f"; {unbundled}" if unbundled else ""))
     click.echo(f"header and metadata: {fi.file_bytes - sum(fi.iteration_bytes)} bytes")
     if fi.tile_iterations is not None:
         counts = [c for row in fi.tile_iterations for c in row]

@@ -160,16 +160,28 @@ def codec_for(header: "Header", model: str | None = None, device: str = "cpu") -
 
 def retired_message(header: "Header", bundled: "Codec | None" = None) -> str:
     """Why a file made with a model that is not bundled cannot be decoded, and what can decode it."""
+    return not_bundled(header.model, header.fingerprint.hex()) or (
+        f"the file was made with model '{header.model}' ({header.fingerprint.hex()}), not with the bundled weights of "
+        f"that name ({bundled.fingerprint.hex() if bundled else '?'}); pass its weights file with --model PATH")
+
+
+def not_bundled(model: str, fingerprint: str) -> str | None:
+    """None where this version's bundled codec `model` has that fingerprint (hex; it decodes the file), else the
+    reason in one line and what decodes it: a retired model's last release, or its weights file. Reads only the
+    two JSON files (no torch: `lstmcodec info` says it too)."""
     from . import __version__
 
-    made = f"the file was made with model '{header.model}' ({header.fingerprint.hex()})"
-    for name, entry in retired().get("codec", {}).items():
-        if header.fingerprint.hex() in entry["fingerprints"]:
+    bundled = registry().get("codec", {}).get(model)
+    if bundled is not None and bundled.get("fingerprint") in (None, fingerprint):
+        return None
+    made = f"the file was made with model '{model}' ({fingerprint})"
+    for entry in retired().get("codec", {}).values():
+        if fingerprint in entry["fingerprints"]:
             return (f"{made}, which lstmcodec {__version__} no longer ships: lstmcodec {entry['last_version']} "
                     f"decodes it (pip install lstmcodec=={entry['last_version']}), or pass that model's weights "
                     "file with --model PATH")
     if bundled is not None:
-        return (f"{made}, not with the bundled weights of that name ({bundled.fingerprint.hex()}); pass its weights "
+        return (f"{made}, not with the bundled weights of that name ({bundled['fingerprint']}); pass its weights "
                 "file with --model PATH")
     return f"{made}, which is not bundled; pass its weights file with --model PATH"
 

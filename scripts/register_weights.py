@@ -49,8 +49,15 @@ def main(argv=None) -> int:
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     if name in index.get(kind, {}) and not args.force:
         sys.exit(f"error: weights/index.json already has a {kind} model '{name}' (pass --force to replace it)")
-    if name in zoo.retired().get(kind, {}):
+    retired = zoo.retired().get(kind, {})
+    current = index.get(kind, {}).get(name)
+    if current is None and name in retired:
         sys.exit(f"error: '{name}' is the name of a retired model; files made with it name it")
+    if current is not None and current.get("fingerprint") and current.get("fingerprint") != extra.get("fingerprint") \
+            and current["fingerprint"] not in retired.get(name, {}).get("fingerprints", []):
+        # replacing a shipped model's weights under its name: files made with the old ones must still be explained
+        sys.exit(f"error: the weights '{name}' ships now ({current['fingerprint']}) are not in weights/retired.json; "
+                 "list that fingerprint there under this name, with the last version that ships it, first")
     index.setdefault(kind, {})[name] = {
         "file": args.file.name,
         "sha256": hashlib.sha256(args.file.read_bytes()).hexdigest(),

@@ -244,3 +244,24 @@ def test_ctrl_c_mid_encode_leaves_no_file(tmp_path):
     assert p.returncode == 130, err
     assert err.decode().strip().splitlines() == ["error: interrupted"]
     assert not out.exists() and list(tmp_path.glob(".*part")) == []
+
+
+def test_a_file_of_retired_weights_says_which_release_decodes_it(tmp_path):
+    """tests/data/fast-0.2.0-parrots-i6.lstm was made by lstmcodec 0.2.0's `fast` (fingerprint f7d5d1d469310862),
+    whose weights 0.3.0 replaced under the same name: decode refuses it in one line that names the release that
+    decodes it, writes nothing, and info says the same beside the model."""
+    from conftest import DATA
+
+    old = DATA / "fast-0.2.0-parrots-i6.lstm"
+    out = tmp_path / "out.png"
+    r = run_cli("decode", old, "-o", out)
+    err = r.stderr.decode().strip()
+    assert r.returncode == 1 and len(err.splitlines()) == 1 and not out.exists()
+    assert err == ("error: the file was made with model 'fast' (f7d5d1d469310862), which lstmcodec "
+                   f"{lstmcodec.__version__} no longer ships: lstmcodec 0.2.0 decodes it (pip install "
+                   "lstmcodec==0.2.0), or pass that model's weights file with --model PATH")
+    r = run_cli("info", old, "--json")
+    note = json.loads(r.stdout)
+    assert r.returncode == 0 and note["decodable"] is False and "lstmcodec 0.2.0 decodes it" in note["note"]
+    current = json.loads(run_cli("info", DATA / "golden" / "fast-parrots-i6.lstm", "--json").stdout)
+    assert current["decodable"] is True and current["note"] is None

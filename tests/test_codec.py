@@ -259,11 +259,12 @@ def test_one_byte_tables_halve_the_table_and_code_as_well(tmp_path, parrots):
         load_codec(str(tmp_path / "bad.pt"))
 
 
-def test_the_best_model_decodes_without_an_option_and_beats_the_default(parrots, parrots_lstm):
-    # parrots at -i 8: see weights/README.md (best: fewer bytes than the default for a better image)
+def test_the_best_model_decodes_without_an_option_and_beats_the_default_at_equal_bytes(parrots):
+    # parrots: best at -i 8 (3,793 bytes, MS-SSIM 0.9874) against the default at the most iterations whose file is
+    # not larger (-i 12: 3,757 bytes, 0.9868); see weights/README.md
     data = lstmcodec.encode(parrots, iterations=8, model="best")
     assert lstmcodec.info(data).model == "best"
     best = metrics.ms_ssim(_decode_rgb(data), parrots)
-    default = metrics.ms_ssim(_decode_rgb(parrots_lstm), parrots)
-    assert best > default and best > 0.975, (best, default)
-    assert len(data) < 1.02 * len(parrots_lstm)
+    default = next(d for d in (lstmcodec.encode(parrots, iterations=i) for i in range(16, 0, -1)) if len(d) <= len(data))
+    assert lstmcodec.info(default).iterations >= 10
+    assert best > metrics.ms_ssim(_decode_rgb(default), parrots) and best > 0.975

@@ -285,14 +285,15 @@ def test_cpu_autocast_is_opt_in():
 
 
 def test_bf16_autocast_runs_the_bundled_codec_in_channels_last():
-    """The 1x1 hidden-kernel fast path of the cells must accept bf16 gates with an fp32 state (--cpu-amp)."""
+    """The 1x1 hidden-kernel fast path of the cells must accept bf16 gates with an fp32 state (--cpu-amp). Run as
+    in training (grad mode: the layers themselves, which autocast reaches; inference calls oneDNN directly)."""
     net = load_codec(DEFAULT_CODEC)
     assert net.config.decoder_hidden_kernel == 1
     x = (torch.rand(1, 3, 32, 32) - 0.5).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        exact = net(x, 2)[-1]
+    with torch.enable_grad():
+        exact = net(x, 2)[-1].detach()
         with runtime.autocast(torch.device("cpu"), True, cpu=True):
-            approx = net(x, 2)[-1]
+            approx = net(x, 2)[-1].detach()
     assert 0 < (approx.float() - exact).abs().mean() < 0.02  # bf16 arithmetic did run, and stays close
 
 

@@ -84,15 +84,6 @@ class Mixer:
         return {"w1": self.w1.astype(np.int16), "b1": self.b1.astype(np.int16), "w2": self.w2.astype(np.int16),
                 "stretch": self.stretch.astype(np.int16), "squash": self.squash.astype(np.int16)}
 
-    def probabilities(self, g: int, earlier: np.ndarray, previous: np.ndarray, table_p: np.ndarray) -> np.ndarray:
-        """Integer probabilities (1..ONE-1) of a 1 for the N bits of one channel.
-        g: its group; earlier: the bits of channels c-1, c-2, ... (k x N, k < C, nearest first);
-        previous: the previous iteration's bits of all channels (C x N); table_p: the table's probabilities (N)."""
-        w1, c = self.w1[g], self.channels
-        x = w1[:len(earlier)].T @ earlier + w1[c - 1:2 * c - 1].T @ previous + self.b1[g][:, None]
-        return self._output(g, x, table_p)
-
-
     def previous_part(self, bucket: int, previous: np.ndarray) -> np.ndarray:
         """What the previous iteration's bits (C x N float32 of 0/1) and the bias add to every channel's hidden
         units in one iteration bucket: C x H x N float32 (exact integers), for `channel_probabilities`."""
@@ -103,8 +94,8 @@ class Mixer:
 
     def channel_probabilities(self, bucket: int, c: int, bits: np.ndarray, part: np.ndarray,
                               table_p: np.ndarray) -> np.ndarray:
-        """`probabilities` of channel c's N bits, from the plane's bits (C x N float32, the rows before c filled),
-        its `previous_part` (H x N) and the table's probabilities (N): the same integers, fewer passes."""
+        """The probabilities (1..ONE-1) of a 1 for channel c's N bits, from the plane's bits (C x N float32, the rows before c filled),
+        its `previous_part` (H x N) and the table's probabilities (N): the integers of the class docstring's formula."""
         g, k = bucket * self.channels + c, min(c, self.channels - 1)
         x = part if k == 0 else self._w_earlier[g][:, self.channels - 1 - k:] @ bits[c - k:c] + part
         return self._output(g, x, table_p)

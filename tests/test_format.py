@@ -166,38 +166,33 @@ def test_mixer_round_trips_and_sees_beyond_the_table():
 
 
 def test_mixer_arithmetic_is_the_documented_integer_formula():
-    """The float64 matrix products must give exactly the integers of mixers.Mixer's formula (computed
-    here with Python integers), whatever the weights, so that every machine decodes the same bits."""
+    """The coder's float matrix products (a float32 first layer, the previous iteration's share for all channels at
+    once) must give exactly the integers of mixers.Mixer's formula (computed here with Python integers), for every
+    group and channel and at the extremes of the weights, so that every machine decodes the same bits."""
     rng = np.random.default_rng(6)
-    groups, hidden = tables.BUCKETS * 32, 16
+    groups, hidden, n = tables.BUCKETS * 32, 16, 50
     stretch, squash = mixers.logit_tables()
     arrays = {"w1": rng.integers(-32767, 32768, (groups, mixers.mixer_inputs(32), hidden)).astype(np.int16),
               "b1": rng.integers(-32767, 32768, (groups, hidden)).astype(np.int16),
               "w2": rng.integers(-32767, 32768, (groups, hidden + 2)).astype(np.int16),
               "stretch": stretch, "squash": squash}
     mixer = mixers.Mixer.from_arrays(arrays, 32)
-    g, c, n = 77, 12, 50
-    earlier = rng.integers(0, 2, (c, n))
+    w1, b1, w2 = (arrays[k].astype(object) for k in ("w1", "b1", "w2"))
+    bits = rng.integers(0, 2, (32, n))
     previous = rng.integers(0, 2, (32, n))
     table_p = rng.integers(1, tables.ONE, n)
-    got = mixer.probabilities(g, earlier.astype(np.float64), previous.astype(np.float64), table_p)
-    w1, b1, w2 = (arrays[k].astype(object) for k in ("w1", "b1", "w2"))
-    for i in range(n):
-        s = int(stretch[table_p[i]])
-        x = np.concatenate([earlier[:, i], np.zeros(31 - c, int), previous[:, i]])
-        u = [256 * (int(np.dot(x, w1[g, :63, j])) + int(b1[g, j])) + s * int(w1[g, 63, j]) for j in range(hidden)]
-        logit = (sum(max(v, 0) * int(w2[g, j]) for j, v in enumerate(u)) >> 16) + (s * int(w2[g, hidden]) >> 8) + int(w2[g, hidden + 1])
-        assert got[i] == squash[min(max(logit, -mixers.LOGIT_MAX), mixers.LOGIT_MAX) + mixers.LOGIT_MAX]
-    # the coder's path (float32 first layer, the previous iteration's share for all channels at once) gives the
-    # same integers, channel by channel, even at the extremes of the weights
-    bits = rng.integers(0, 2, (32, n))
     for bucket in range(tables.BUCKETS):
         part = mixer.previous_part(bucket, previous.astype(np.float32))
         for ch in range(32):
-            expected = mixer.probabilities(bucket * 32 + ch, bits[:ch][::-1][:31].astype(np.float64),
-                                           previous.astype(np.float64), table_p)
-            fast = mixer.channel_probabilities(bucket, ch, bits.astype(np.float32), part[ch], table_p)
-            assert np.array_equal(fast, expected), (bucket, ch)
+            got = mixer.channel_probabilities(bucket, ch, bits.astype(np.float32), part[ch], table_p)
+            g, earlier = bucket * 32 + ch, bits[:ch][::-1][:31]   # channels ch-1, ch-2, ... nearest first
+            for i in range(n):
+                s = int(stretch[table_p[i]])
+                x = np.concatenate([earlier[:, i], np.zeros(31 - len(earlier), int), previous[:, i]])
+                u = [256 * (int(np.dot(x, w1[g, :63, j])) + int(b1[g, j])) + s * int(w1[g, 63, j]) for j in range(hidden)]
+                logit = ((sum(max(v, 0) * int(w2[g, j]) for j, v in enumerate(u)) >> 16) + (s * int(w2[g, hidden]) >> 8)
+                         + int(w2[g, hidden + 1]))
+                assert got[i] == squash[min(max(logit, -mixers.LOGIT_MAX), mixers.LOGIT_MAX) + mixers.LOGIT_MAX], (g, i)
     bad = dict(arrays, w2=arrays["w2"][:, :-1])
     with pytest.raises(ValueError, match="mixer arrays"):
         mixers.Mixer.from_arrays(bad, 32)

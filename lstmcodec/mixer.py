@@ -94,8 +94,9 @@ class Mixer:
 
     def channel_probabilities(self, bucket: int, c: int, bits: np.ndarray, part: np.ndarray,
                               table_p: np.ndarray) -> np.ndarray:
-        """The probabilities (1..ONE-1) of a 1 for channel c's N bits, from the plane's bits (C x N float32, the rows before c filled),
-        its `previous_part` (H x N) and the table's probabilities (N): the integers of the class docstring's formula."""
+        """The probabilities (1..ONE-1) of a 1 for channel c's N bits, from the plane's bits (C x N float32, the
+        rows before c filled), its `previous_part` (H x N) and the table's probabilities (N): the integers of the
+        class docstring's formula."""
         g, k = bucket * self.channels + c, min(c, self.channels - 1)
         x = part if k == 0 else self._w_earlier[g][:, self.channels - 1 - k:] @ bits[c - k:c] + part
         return self._output(g, x, table_p)

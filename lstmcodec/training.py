@@ -49,18 +49,17 @@ def codec_of(model: torch.nn.Module) -> Codec:
 
 
 def validate_codec(net: torch.nn.Module, images: list[torch.Tensor], iterations: int) -> dict:
-    """MS-SSIM and PSNR of held-back crops (3 x H x W uint8 each, all one size) at 1, 2, 4, 8 and 16 iterations, the residual
-    gains there, and with a rate model (RateTrained) its bits per raw bit over all the iterations."""
+    """MS-SSIM and PSNR of held-back crops (3 x H x W uint8 each, all one size) at 1, 2, 4, 8 and 16 iterations, the
+    residual gains there, and with a rate model (RateTrained) its bits per raw bit over all the iterations."""
     codec = codec_of(net)
     x = torch.stack([data.to_unit(im) for im in images]).to(next(net.parameters()).device)
     report, bits = {}, []
     for t, (b, x_hat) in enumerate(codec.iterate(x, iterations), start=1):
         bits.append(b)
         if t in (1, 2, 4, 8, 16):
-            rec = ((x_hat.clamp(-0.5, 0.5) + 0.5) * 255).round()
-            ref = ((x + 0.5) * 255).round().cpu()
-            report[f"msssim_i{t}"] = metrics.ms_ssim(rec.cpu(), ref)
-            report[f"psnr_i{t}"] = metrics.psnr(rec.cpu(), ref)
+            rec, ref = (((v + 0.5) * 255).round().cpu() for v in (x_hat.clamp(-0.5, 0.5), x))
+            report[f"msssim_i{t}"] = metrics.ms_ssim(rec, ref)
+            report[f"psnr_i{t}"] = metrics.psnr(rec, ref)
             if codec.config.residual_gain:
                 report[f"gain_i{t}"] = float(codec.gain(t - 1))
     if isinstance(net, RateTrained):

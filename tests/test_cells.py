@@ -67,3 +67,29 @@ def test_inference_in_bands_of_rows_equals_the_whole_image(monkeypatch, stride, 
         for a, b in zip(banded, whole):
             assert a.shape == b.shape
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _run_bf16(cell: ConvLSTMCell, xs: list[torch.Tensor], fp32_state: bool) -> list[torch.Tensor]:
+    cell.fp32_state = fp32_state
+    try:
+        return _run(cell, [x.to(torch.bfloat16) for x in xs], channels_last=True, grad=False)
+    finally:
+        cell.fp32_state = False
+
+
+def test_bf16_inference_keeps_the_cell_state_in_fp32(monkeypatch):
+    """In bf16 inference (fp32_state, set by RecurrentCodec.set_precision) c_t, which sums over every iteration, is
+    kept in fp32 while h_t, what the convolutions read, is bf16; the bands of rows give the same numbers as the whole
+    image. (What it buys: tests/test_precision.py.)"""
+    from lstmcodec.nets import cells
+
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(8, 12, kernel=3, stride=1, hidden_kernel=1)
+    xs = [torch.randn(1, 8, 23, 20) for _ in range(4)]
+    kept, rounded = _run_bf16(cell, xs, True), _run_bf16(cell, xs, False)
+    assert kept[-1].dtype == torch.float32 and kept[-2].dtype == torch.bfloat16 and rounded[-1].dtype == torch.bfloat16
+    monkeypatch.setattr(cells, "STRIPS_ABOVE", 0)
+    monkeypatch.setattr(cells, "STRIP_BYTES", 5 * cell.gates * cell.hidden * 20 * 2)
+    assert cell._strip_rows(xs[0].to(torch.bfloat16).contiguous(memory_format=torch.channels_last), None) == 5
+    for a, b in zip(_run_bf16(cell, xs, True), kept):
+        assert a.dtype == b.dtype and torch.equal(a, b)

@@ -287,7 +287,7 @@ def test_cpu_autocast_is_opt_in():
 def test_bf16_autocast_runs_the_bundled_codec_in_channels_last():
     """The 1x1 hidden-kernel fast path of the cells must accept bf16 gates with an fp32 state (--cpu-amp). Run as
     in training (grad mode: the layers themselves, which autocast reaches; inference calls oneDNN directly)."""
-    net = load_codec(DEFAULT_CODEC)
+    net = load_codec(DEFAULT_CODEC, precision="fp32")   # the network as training builds it
     assert net.config.decoder_hidden_kernel == 1
     x = (torch.rand(1, 3, 32, 32) - 0.5).contiguous(memory_format=torch.channels_last)
     with torch.enable_grad():
@@ -305,7 +305,7 @@ def test_init_grows_cells_without_changing_what_the_codec_computes(tmp_path):
     r = _tune(tmp_path / "run", "--init", DEFAULT_CODEC, "--decoder-hidden", "128", "128", "96", "48",
               "--encoder-hidden", "48", "96", "160", "--resize", "--export", str(out), "--name", "wide")
     assert r.returncode == 0, r.stderr
-    wide, base = load_codec(str(out)).float(), load_codec(DEFAULT_CODEC).float()
+    wide, base = load_codec(str(out), precision="fp32"), load_codec(DEFAULT_CODEC, precision="fp32")
     assert wide.config.decoder_hidden == (128, 128, 96, 48) and base.config.decoder_hidden == (128, 128, 48, 24)
     d3 = wide.decoder.rnns[3]
     assert d3.conv_h.weight.shape == (4 * 48, 48, 1, 1) and wide.decoder.conv_out.weight.shape == (3, 12, 1, 1)

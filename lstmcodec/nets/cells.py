@@ -36,6 +36,10 @@ class ConvLSTMCell(_FusedGateCell):
     channels that is accumulated in place into conv(x) (no separate addition pass)."""
 
     gates = 4
+    # Inference with bf16 gates: keep c_t in fp32 (h_t stays bf16). c_t = σ(f)·c_{t-1} + σ(i)·tanh(g) sums over
+    # every iteration, so a bf16 c_t piles up one rounding per iteration; in fp32 it halves the Kodak BD-rate cost
+    # of bf16 (docs/experiments.md) for up to a tenth more encoding time. Set by RecurrentCodec.set_precision.
+    fp32_state = False
 
     def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """conv_x's weight and bias and conv_h's weight; in inference in `dtype` (the input's: fp32 or bf16, the
@@ -87,15 +91,22 @@ class ConvLSTMCell(_FusedGateCell):
             return self._forward_in_strips(x, state, rows)
         # Inference: the same arithmetic with in-place activations, fewer passes over memory.
         gates = self._gates(x, None if state is None else state[0])
-        c_new = self._update(gates, None if state is None else state[1])
-        h_new = _tanh(c_new).mul_(gates[:, 3 * self.hidden:])
+        if self.fp32_state and gates.dtype != torch.float32:
+            c_new = self._update(gates, None if state is None else state[1], fp32=True)
+            h_new = _tanh(c_new).mul_(gates[:, 3 * self.hidden:].float()).to(gates.dtype)
+        else:
+            c_new = self._update(gates, None if state is None else state[1])
+            h_new = _tanh(c_new).mul_(gates[:, 3 * self.hidden:])
         return h_new, (h_new, c_new)
 
-    def _update(self, gates: torch.Tensor, c: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    def _update(self, gates: torch.Tensor, c: torch.Tensor | None, out: torch.Tensor | None = None,
+                fp32: bool = False) -> torch.Tensor:
         """Inference: activate the gates (of the doubled g rows, _weights) in place and return
         c_t = σ(f)·c_{t-1} + σ(i)·tanh(g), with tanh(g) = 2σ(2g) − 1."""
         gates.sigmoid_()
         i, f, s, o = gates.chunk(4, dim=1)
+        if fp32:
+            i, f, s = (t.float() for t in (i, f, s))
         tanh_g = torch.mul(s, 2).sub_(1)
         c_new = torch.mul(tanh_g, i, out=out) if out is not None else tanh_g.mul_(i)
         if c is not None:
@@ -122,9 +133,10 @@ class ConvLSTMCell(_FusedGateCell):
         (kh, _), (s, _), (p, pw) = cx.kernel_size, cx.stride, cx.padding
         h_in = x.shape[2]
         h_out, w_out = _out_size(cx, x)
-        c_new = torch.empty((1, self.hidden, h_out, w_out), dtype=x.dtype, device=x.device,
+        fp32 = self.fp32_state and x.dtype != torch.float32
+        c_new = torch.empty((1, self.hidden, h_out, w_out), dtype=torch.float32 if fp32 else x.dtype, device=x.device,
                             memory_format=torch.channels_last)
-        h_new = torch.empty_like(c_new)
+        h_new = torch.empty_like(c_new, dtype=x.dtype)
         k = self.gates * self.hidden
         for r0 in range(0, h_out, rows):
             r1 = min(h_out, r0 + rows)
@@ -137,8 +149,13 @@ class ConvLSTMCell(_FusedGateCell):
             if state is not None:   # gates += h @ W_h^T on this band's pixels
                 gates.permute(0, 2, 3, 1).view(-1, k).addmm_(
                     state[0][:, :, r0:r1].permute(0, 2, 3, 1).reshape(-1, self.hidden), wh.reshape(k, self.hidden).t())
-            c = self._update(gates, None if state is None else state[1][:, :, r0:r1], out=c_new[:, :, r0:r1])
-            torch.mul(_tanh(c), gates[:, 3 * self.hidden:], out=h_new[:, :, r0:r1])
+            c = self._update(gates, None if state is None else state[1][:, :, r0:r1], out=c_new[:, :, r0:r1],
+                             fp32=fp32)
+            o = gates[:, 3 * self.hidden:]
+            if fp32:
+                h_new[:, :, r0:r1].copy_(_tanh(c).mul_(o.float()))
+            else:
+                torch.mul(_tanh(c), o, out=h_new[:, :, r0:r1])
         return h_new, (h_new, c_new)
 
 

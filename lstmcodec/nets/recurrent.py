@@ -230,13 +230,16 @@ class RecurrentCodec(nn.Module):
         return self.log_gain[min(t, self.log_gain.numel() - 1)].float().exp()
 
     def set_precision(self, precision: str) -> "RecurrentCodec":
-        """Inference arithmetic: "fp32", or "bf16" (the encoder's and the decoder's cells compute in bfloat16 with
-        copies of their weights; the binarizer's sign is taken in fp32; the parameters stay as the weights file holds them, so the
-        fingerprint and an export are unchanged; the residual, the reconstruction x̂_t and the decoder's last 1x1
-        projection stay fp32). bf16 halves the memory traffic and runs on the matrix units of CPUs that have them
-        (AMX, AVX512-BF16). The bits a file holds are entropy-coded by integers either way, so a file decodes in
-        both; the pixels differ from fp32's by bf16 rounding (docs/format.md)."""
+        """Inference arithmetic: "fp32", or "bf16" (the encoder's and the decoder's cells compute their convolutions
+        and gates in bfloat16 with copies of their weights, and keep their cell state c_t, a sum over all
+        iterations, in fp32; the binarizer's sign is taken in fp32; the parameters stay as the weights file holds
+        them, so the fingerprint and an export are unchanged; the residual, the reconstruction x̂_t and the
+        decoder's last 1x1 projection stay fp32). bf16 halves the memory traffic and runs on the matrix units of CPUs
+        that have them (AMX, AVX512-BF16). The bits a file holds are entropy-coded by integers either way, so a file
+        decodes in both; the pixels differ from fp32's by bf16 rounding (docs/format.md)."""
         self.compute_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        for cell in [*self.encoder.rnns, *self.decoder.rnns]:
+            cell.fp32_state = True   # acts only where the gates are bf16 (cells.ConvLSTMCell)
         return self
 
     def step(self, net: Callable, inp: torch.Tensor, state: list[State] | None, t: int

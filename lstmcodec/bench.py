@@ -150,7 +150,7 @@ def summary_table(ours: dict, others: dict[str, dict]) -> str:
     names = list(others)
     head = f"{'iter':>4} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'(min..max)':>15} {'enc s':>6} {'dec s':>6} | " + \
         " ".join(f"{n + ' MS-SSIM':>16}" for n in names)
-    lines = [head, "-" * len(head)]
+    lines = [ours["description"], head, "-" * len(head)]
     per = ours.get("_ms_ssim_range", [(math.nan, math.nan)] * len(r["bpp"]))
     for i, it in enumerate(r["setting"]):
         cmp_ = " ".join(f"{interpolate(o['results']['bpp'], o['results']['ms-ssim-rgb'], r['bpp'][i]):>16.4f}" for o in others.values())
@@ -221,9 +221,11 @@ def run(paths, iterations: Sequence[int], codecs: Sequence[str], model: str, dev
 
     ours_pts = run_lstmcodec(images, iterations, model, device, progress)
     codec_info = zoo.load_codec(model, device)
+    precision = "bf16" if str(codec_info.compute_dtype) == "torch.bfloat16" else "fp32"
     ours = compressai_json(f"lstmcodec ({codec_info.name})",
-                           f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}), {len(images)} images of {where}",
-                           ours_pts, per_image, images)
+                           f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}, {precision}), "
+                           f"{len(images)} image{'s' * (len(images) != 1)} of {where}", ours_pts, per_image, images)
+    ours["precision"] = precision   # the network's arithmetic (--precision; auto depends on the CPU)
     ours["_ms_ssim_range"] = [(min(p.ms_ssim), max(p.ms_ssim)) for p in ours_pts]
     others = {}
     for c in codecs:

@@ -28,6 +28,11 @@ def test_bench_writes_compressai_json(tmp_path, capsys):
         assert all(0 < v <= 1 for v in r["results"]["ms-ssim-rgb"])
     assert ours["results"]["setting"] == [1, 2]
     assert ours["results"]["bpp"][0] < ours["results"]["bpp"][1]
+    assert ours["precision"] in ("fp32", "bf16") and ours["description"] in table   # which arithmetic was measured
+    assert main(["bench", str(DATA / "houses.png"), "--iterations", "1", "--codecs", "jpeg", "--precision", "fp32",
+                 "-o", str(tmp_path / "fp32"), "-q"]) == 0
+    fp32 = json.loads((tmp_path / "fp32" / "lstmcodec.json").read_text())
+    assert fp32["precision"] == "fp32" and ", fp32), 1 image of " in fp32["description"]
 
 
 def test_bench_single_json_file_and_plot(tmp_path):

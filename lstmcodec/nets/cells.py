@@ -38,7 +38,7 @@ class ConvLSTMCell(_FusedGateCell):
     gates = 4
     # Inference with bf16 gates: keep c_t in fp32 (h_t stays bf16). c_t = σ(f)·c_{t-1} + σ(i)·tanh(g) sums over
     # every iteration, so a bf16 c_t piles up one rounding per iteration; in fp32 it halves the Kodak BD-rate cost
-    # of bf16 (docs/experiments.md) for up to a tenth more encoding time. Set by RecurrentCodec.set_precision.
+    # of bf16 (docs/experiments.md) for about 4 % more time on 2 threads. Set by RecurrentCodec.set_precision.
     fp32_state = False
 
     def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -221,11 +221,10 @@ def run(paths, iterations: Sequence[int], codecs: Sequence[str], model: str, dev
 
     ours_pts = run_lstmcodec(images, iterations, model, device, progress)
     codec_info = zoo.load_codec(model, device)
-    precision = "bf16" if str(codec_info.compute_dtype) == "torch.bfloat16" else "fp32"
     ours = compressai_json(f"lstmcodec ({codec_info.name})",
-                           f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}, {precision}), "
+                           f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}, {codec_info.precision}), "
                            f"{len(images)} image{'s' * (len(images) != 1)} of {where}", ours_pts, per_image, images)
-    ours["precision"] = precision   # the network's arithmetic (--precision; auto depends on the CPU)
+    ours["precision"] = codec_info.precision   # the network's arithmetic (--precision; auto depends on the CPU)
     ours["_ms_ssim_range"] = [(min(p.ms_ssim), max(p.ms_ssim)) for p in ours_pts]
     others = {}
     for c in codecs:

@@ -147,22 +147,18 @@ def codec_for(header: "Header", model: str | None = None, device: str = "cpu") -
     """The codec that decodes a file: `model` (a name or path) if given, else the bundled model its header names.
     A file of a retired or unknown model is refused with one line that says what decodes it."""
     if model is None:
-        if header.model not in registry().get("codec", {}):
-            raise CodecError(retired_message(header))
+        reason = not_bundled(header.model, header.fingerprint.hex())   # from the index: nothing loaded to refuse
+        if reason:
+            raise CodecError(reason)
         codec = load_codec(header.model, device)
-        if codec.fingerprint != header.fingerprint:
-            raise CodecError(retired_message(header, codec))
+        if codec.fingerprint != header.fingerprint:   # an index entry without a fingerprint
+            raise CodecError(f"the file was made with model '{header.model}' ({header.fingerprint.hex()}), not with "
+                             f"the bundled weights of that name ({codec.fingerprint.hex()}); pass its weights file "
+                             "with --model PATH")
         return codec
     codec = load_codec(model, device)
     codec.check_file(header)
     return codec
-
-
-def retired_message(header: "Header", bundled: "Codec | None" = None) -> str:
-    """Why a file made with a model that is not bundled cannot be decoded, and what can decode it."""
-    return not_bundled(header.model, header.fingerprint.hex()) or (
-        f"the file was made with model '{header.model}' ({header.fingerprint.hex()}), not with the bundled weights of "
-        f"that name ({bundled.fingerprint.hex() if bundled else '?'}); pass its weights file with --model PATH")
 
 
 def not_bundled(model: str, fingerprint: str) -> str | None:

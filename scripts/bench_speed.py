@@ -119,7 +119,7 @@ def images_per_second(model: str, folder: str, device: str, precision: str = "au
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return f"{model} ({zoo.resolve_precision(precision, codec.device, model)}) on {device}: {len(srcs)} images of {folder} at -i {iterations}: {len(srcs) / dt:.2f} images per second"
+    return f"{model} ({codec.precision}) on {device}: {len(srcs)} images of {folder} at -i {iterations}: {len(srcs) / dt:.2f} images per second"
 
 
 def main(argv=None) -> int:

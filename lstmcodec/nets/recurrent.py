@@ -242,6 +242,11 @@ class RecurrentCodec(nn.Module):
             cell.fp32_state = True   # acts only where the gates are bf16 (cells.ConvLSTMCell)
         return self
 
+    @property
+    def precision(self) -> str:
+        """The inference arithmetic set_precision chose: "fp32" or "bf16"."""
+        return "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"
+
     def step(self, net: Callable, inp: torch.Tensor, state: list[State] | None, t: int
              ) -> tuple[torch.Tensor, list[State]]:
         """E_t or D_t: one run of the encoder or decoder; in the first iteration (t = 0) 1 + priming runs on the

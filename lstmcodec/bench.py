@@ -72,16 +72,18 @@ def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, pr
         t0 = time.perf_counter()
         data = codec.encode_source(prepare(Image.fromarray(rgb)), top,
                                    on_iteration=lambda k: marks.append(time.perf_counter() - t0)).data
-        sizes = info(data).bpp_per_iteration
+        sizes = info(data).bpp_per_iteration   # each -i k's file: the first k iterations (container.truncate)
         dec = codec.decompress_progressive(data)
         elapsed = 0.0
         for k in range(1, top + 1):
-            t1 = time.perf_counter()
-            image = next(dec)
-            elapsed += time.perf_counter() - t1
+            # a model with a linear tail stops early where no block gains from more: -i k then gives the same file
+            n = min(k, len(sizes))
+            if k == n:
+                t1 = time.perf_counter()
+                out = np.asarray(next(dec).convert("RGB"))
+                elapsed += time.perf_counter() - t1
             if k in points:
-                out = np.asarray(image.convert("RGB"))
-                points[k].add(sizes[k - 1], metrics.psnr(out, rgb), metrics.ms_ssim(out, rgb), marks[k - 1], elapsed)
+                points[k].add(sizes[n - 1], metrics.psnr(out, rgb), metrics.ms_ssim(out, rgb), marks[n - 1], elapsed)
         progress(f"lstmcodec {name}")
     return [points[t] for t in sorted(points)]
 

@@ -28,9 +28,10 @@ from .errors import CodecError
 from .geometry import BLOCK, blocks, padded
 from .imageio import (SourceImage, open_image, pack_alpha, pack_icc, prepare, read_file, to_pil, unpack_alpha,
                       unpack_icc)
-from .itermap import decode_map, map_masks
+from .itermap import decode_map, encode_map, map_masks
 from .mixer import Mixer
 from .nets.recurrent import CodecConfig, RecurrentCodec
+from .nets.tail import Gate
 
 # ----------------------------------------------------------------------------- pixels and bits <-> tensors
 
@@ -106,6 +107,7 @@ class Decoded:
     plan: tiling.Tiling | None
     alpha: np.ndarray | None
     icc: bytes | None
+    tail: bool = True                         # whether the late iterations are the weights' linear tail
 
     def image(self, rgb: np.ndarray) -> Image.Image:
         return to_pil(rgb, self.header.mode, self.alpha, self.icc)
@@ -118,7 +120,7 @@ class Codec(RecurrentCodec):
                  mixer: Mixer | None = None, fingerprint: bytes | None = None, meta: dict | None = None):
         super().__init__(config)
         self.name, self.prior, self.mixer, self.meta = name, prior, mixer, meta or {}
-        self._fingerprint = fingerprint
+        self._fingerprint, self._network_fingerprint = fingerprint, None
 
     @classmethod
     def from_weights(cls, path, blob: dict) -> "Codec":
@@ -131,17 +133,33 @@ class Codec(RecurrentCodec):
             raise ValueError(f"{path}: bad model configuration ({e})") from None
         codec = weights.build(path, blob, lambda: cls(config, blob["name"]))
         codec.prior, codec.mixer = weights.entropy_model(path, blob, config.bits)
+        codec.tail = weights.tail_model(path, blob, config.bits)
         codec.meta, codec._fingerprint = blob.get("meta", {}), weights.codec_fingerprint(blob)
+        codec._network_fingerprint = weights.codec_fingerprint(blob, tail=False)
         return codec
+
+    def _blob(self) -> dict:
+        from . import weights
+        return weights.codec_blob(self, self.name, self.config.to_dict(), entropy_prior=self.prior,
+                                  entropy_mixer=self.mixer, tail=self.tail)
 
     @property
     def fingerprint(self) -> bytes:
-        """What the header of every file this codec writes records (of its weights as a weights file stores them)."""
+        """What the header of every file this codec writes records (of its weights as a weights file stores them,
+        the linear tail included)."""
         if self._fingerprint is None:
             from . import weights
-            self._fingerprint = weights.codec_fingerprint(weights.codec_blob(self, self.name, self.config.to_dict(),
-                                                                              entropy_prior=self.prior, entropy_mixer=self.mixer))
+            self._fingerprint = weights.codec_fingerprint(self._blob())
         return self._fingerprint
+
+    @property
+    def network_fingerprint(self) -> bytes:
+        """The fingerprint of these weights without their linear tail: what files written before the tail was
+        fitted record (they decode with the networks alone). The same as `fingerprint` for a codec without a tail."""
+        if getattr(self, "_network_fingerprint", None) is None:
+            from . import weights
+            self._network_fingerprint = weights.codec_fingerprint(self._blob(), tail=False)
+        return self._network_fingerprint
 
     @property
     def device(self) -> torch.device:
@@ -161,18 +179,27 @@ class Codec(RecurrentCodec):
     # ------------------------------------------------------------------ images <-> bit planes
 
     def encode_planes(self, rgb: np.ndarray, iterations: int, plan: tiling.Tiling | None = None,
-                      on_iteration: Callable[[int], None] | None = None) -> list[np.ndarray]:
-        """The bit planes of an H x W x 3 uint8 image (of the tiled grid when `plan` is given); on_iteration(k) after
+                      on_iteration: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """The bit planes of an H x W x 3 uint8 image (of the tiled grid when `plan` is given) and the blocks each one
+        holds (None: all). A model with a linear tail sends its stages only to the blocks they pay for (tail.Gate),
+        and stops early once no block receives one: fewer planes than `iterations`. on_iteration(k) after
         iteration k (untiled images)."""
         with torch.inference_mode(), memory_guard("encode this image"):
-            if plan is not None:
-                return self._encode_tiles(pad_rgb(rgb), iterations, plan)
-            planes = []
-            for b, _ in self.iterate(to_tensor(rgb, self.device), iterations, decode_last=False):
+            if plan is not None:   # tiles: every block gets every iteration
+                planes = self._encode_tiles(pad_rgb(rgb), iterations, plan)
+                return planes, [None] * len(planes)
+            x = to_tensor(rgb, self.device)
+            gate = Gate(self.tail, x) if self.tail is not None and iterations > self.tail.start else None
+            planes, masks = [], []
+            for b, _ in self.iterate(x, iterations, gate, decode_last=False):
+                mask = None if gate is None or gate.alive is None else gate.alive[0, 0].cpu().numpy() > 0
+                if mask is not None and not mask.any():
+                    break
                 planes.append(bits_to_plane(b))
+                masks.append(mask)
                 if on_iteration is not None:
                     on_iteration(len(planes))
-            return planes
+            return planes, masks
 
     def _encode_tiles(self, rgb: np.ndarray, iterations: int, plan: tiling.Tiling) -> list[np.ndarray]:
         """Run the recurrence on each tile of a padded image in turn; returns each iteration's plane of the tiled grid."""
@@ -191,24 +218,25 @@ class Codec(RecurrentCodec):
         with torch.inference_mode(), memory_guard("decode this image"):
             if d.plan is not None:
                 for k in range(1 if every else len(d.planes), len(d.planes) + 1):
-                    yield self._decode_tiles(d.planes[:k], d.plan, h, w)
+                    yield self._decode_tiles(d.planes[:k], d.plan, h, w, d.tail)
                 return
             if padded(h) * padded(w) > tiling.THRESHOLD:   # a large untiled file: region by region, bounded memory
                 for k in range(1 if every else len(d.planes), len(d.planes) + 1):
-                    yield self._decode_regions(d.planes[:k], d.masks[:k], h, w)
+                    yield self._decode_regions(d.planes[:k], d.masks[:k], h, w, d.tail)
                 return
-            masks = [None if m is None else mask_tensor(m, self.device) for m in d.masks]
+            masks = [None if m is None or m.all() else mask_tensor(m, self.device) for m in d.masks]
             bits = (plane_to_bits(p, self.device) * (1 if m is None else m) for p, m in zip(d.planes, masks))
-            for x_hat in self.reconstruct(bits, masks, every):
+            for x_hat in self.reconstruct(bits, masks, every, d.tail):
                 yield to_rgb(x_hat, h, w)
 
-    def _decode_tiles(self, planes: list[np.ndarray], plan: tiling.Tiling, height: int, width: int) -> np.ndarray:
+    def _decode_tiles(self, planes: list[np.ndarray], plan: tiling.Tiling, height: int, width: int,
+                      tail: bool = True) -> np.ndarray:
         """Decode each tile from its blocks of the tiled grid and blend the tiles; returns H x W x 3 uint8."""
         ph, pw = padded(height), padded(width)
         canvas = torch.zeros(1, 3, ph, pw, device=self.device)
         for tile in plan.tiles(ph, pw):
             for x_hat in self.reconstruct((plane_to_bits(p[:, tile.rows, tile.cols], self.device) for p in planes),
-                                          every=False):
+                                          every=False, tail=tail):
                 pass
             canvas[:, :, tile.y0:tile.y1, tile.x0:tile.x1] += x_hat * torch.from_numpy(tile.weights).to(self.device)
             del x_hat
@@ -223,7 +251,7 @@ class Codec(RecurrentCodec):
         return (-(-radius // BLOCK) + 1) * BLOCK
 
     def _decode_regions(self, planes: list[np.ndarray], masks: list[np.ndarray | None], height: int, width: int,
-                        side: int = REGION) -> np.ndarray:
+                        tail: bool = True, side: int = REGION) -> np.ndarray:
         """An untiled file decoded one region of side x side pixels at a time, each from its blocks and a margin of
         decoder_margin pixels (cut off afterwards): the same pixels as one pass over the whole image, to float
         rounding, with the memory of one region. Returns H x W x 3 uint8."""
@@ -235,10 +263,11 @@ class Codec(RecurrentCodec):
                 y1, x1 = min(y0 + side, ph), min(x0 + side, pw)
                 ya, xa, yb, xb = max(0, y0 - m), max(0, x0 - m), min(ph, y1 + m), min(pw, x1 + m)
                 rows, cols = slice(ya // BLOCK, yb // BLOCK), slice(xa // BLOCK, xb // BLOCK)
-                region_masks = [None if k is None else mask_tensor(k[rows, cols], self.device) for k in masks]
+                region_masks = [None if k is None or k[rows, cols].all() else mask_tensor(k[rows, cols], self.device)
+                                for k in masks]
                 bits = (plane_to_bits(p[:, rows, cols], self.device) * (1 if k is None else k)
                         for p, k in zip(planes, region_masks))
-                for x_hat in self.reconstruct(bits, region_masks, every=False):
+                for x_hat in self.reconstruct(bits, region_masks, every=False, tail=tail):
                     pass
                 rgb = to_rgb(x_hat[..., y0 - ya:y1 - ya, x0 - xa:x1 - xa], y1 - y0, x1 - x0)
                 out[y0:min(y1, height), x0:min(x1, width)] = rgb[:min(y1, height) - y0, :min(x1, width) - x0]
@@ -264,20 +293,29 @@ class Codec(RecurrentCodec):
             plan = tiling.plan(w, h, tiles)
         except ValueError as e:
             raise CodecError(str(e)) from None
-        planes = self.encode_planes(src.rgb, iterations, plan, on_iteration)
+        planes, masks = self.encode_planes(src.rgb, iterations, plan, on_iteration)
+        counts = sum(np.ones(planes[0].shape[1:], np.int64) if m is None else m.astype(np.int64) for m in masks)
+        uniform = bool((counts == counts.flat[0]).all())
+        if uniform:   # every block the same count: a plain file, no map to pay for
+            masks = [None] * len(planes)
         coder = self.plane_coder()
-        payloads = [coder.encode(p) for p in planes]
+        payloads = [coder.encode(p, m) for p, m in zip(planes, masks)]
         if plan is not None and on_iteration is not None:
             on_iteration(iterations)
-        return EncodeResult(self.frame(src, payloads, plan=plan), src.notices + self.beyond_training(iterations))
+        iteration_map = None if uniform else encode_map(counts, 1)   # version 2: a count per block
+        return EncodeResult(self.frame(src, payloads, iteration_map, plan=plan),
+                            src.notices + self.beyond_training(iterations))
 
     def beyond_training(self, iterations: int) -> list[str]:
         """A notice when more iterations are asked for than the weights were trained to use."""
-        trained = self.config.iterations
+        if self.tail is None:
+            trained, what = self.config.iterations, f"was trained on {self.config.iterations} iterations"
+        else:
+            trained = self.tail.start + self.tail.stages
+            what = f"covers {trained} iterations ({self.tail.start} of its networks, {self.tail.stages} linear stages)"
         if iterations <= trained:
             return []
-        return [f"{self.name} was trained on {trained} iterations; iterations {trained + 1}-{iterations} add bits "
-                f"for little or no quality"]
+        return [f"{self.name} {what}; iterations {trained + 1}-{iterations} add bits for little or no quality"]
 
     def frame(self, src: SourceImage, payloads: list[bytes], iteration_map: bytes | None = None,
               plan: tiling.Tiling | None = None) -> bytes:
@@ -295,7 +333,7 @@ class Codec(RecurrentCodec):
         raw = read_file(data) if isinstance(data, (str, os.PathLike)) else bytes(data)
         f = container.read(raw)
         hd = f.header
-        self.check_file(hd)
+        tail = self.check_file(hd)
         n = len(f.iterations) if iterations is None else iterations
         if n < 1:
             raise CodecError("iterations must be at least 1")
@@ -318,13 +356,17 @@ class Codec(RecurrentCodec):
             planes.append(coder.decode(payload, shape, mask))
         alpha = unpack_alpha(f.alpha, hd.width, hd.height) if f.alpha is not None else None
         icc = unpack_icc(f.icc) if f.icc is not None else None
-        return Decoded(hd, planes, masks, plan, alpha, icc)
+        return Decoded(hd, planes, masks, plan, alpha, icc, tail)
 
-    def check_file(self, header: container.Header) -> None:
-        """Refuses a file whose header records other weights than these."""
-        if header.fingerprint != self.fingerprint:
+    def check_file(self, header: container.Header) -> bool:
+        """Refuses a file whose header records other weights than these; returns whether it was written with their
+        linear tail (False: the file records the weights without it, and decodes with the networks alone)."""
+        if header.fingerprint == self.fingerprint:
+            return True
+        if header.fingerprint != self.network_fingerprint:
             raise CodecError(f"model mismatch: the file was made with '{header.model}' ({header.fingerprint.hex()}), "
                              f"not with these weights '{self.name}' ({self.fingerprint.hex()})")
+        return False
 
     def decompress(self, data: bytes | str | os.PathLike, iterations: int | None = None) -> Image.Image:
         """The image of a .lstm file (bytes or a path) from its first `iterations` iterations (all by default)."""

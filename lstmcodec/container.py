@@ -193,10 +193,21 @@ def read(data: bytes, max_pixels: int | None = None) -> LstmFile:
 
 
 def truncate(data: bytes, iterations: int) -> bytes:
-    """The file with only its first `iterations` iteration chunks, its header saying so."""
+    """The file with only its first `iterations` iteration chunks, its header saying so; an iteration map is coded
+    again with its counts capped at `iterations` (the same image, a smaller map), and left out where every block
+    then has the same count (a version-1 file: all blocks' bits are coded alike either way)."""
+    import numpy as np
+
+    from .itermap import decode_map, encode_map
+
     f = read(data)
     if not 1 <= iterations <= len(f.iterations):
         raise CodecError(f"cannot keep {iterations} of {len(f.iterations)} iterations")
     hd = Header(f.header.width, f.header.height, f.header.mode, iterations, f.header.model, f.header.fingerprint,
                 f.header.tiles)
-    return write(hd, f.iterations[:iterations], f.alpha, f.icc, f.iteration_map)
+    iteration_map = f.iteration_map
+    if iteration_map is not None:
+        counts, tile = decode_map(iteration_map, geometry.blocks(hd.height, hd.width))
+        counts = np.minimum(counts, iterations)
+        iteration_map = None if (counts == iterations).all() else encode_map(counts, tile)
+    return write(hd, f.iterations[:iterations], f.alpha, f.icc, iteration_map)

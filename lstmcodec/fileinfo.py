@@ -26,7 +26,7 @@ class FileInfo:
     header_bytes: int
     iteration_bytes: list[int]    # each iteration chunk, framing included
     bpp: float                    # whole file
-    bpp_per_iteration: list[float]  # cumulative: file truncated after k iterations
+    bpp_per_iteration: list[float]  # cumulative: the file truncated after k iterations (container.truncate)
     tile: int | None = None                        # adaptive files: tile side in pixels
     tile_iterations: list[list[int]] | None = None  # adaptive files: the iteration map, one row per tile row
     tiles: dict | None = None                       # tiled files: {"side", "overlap", "rows", "columns"} of the tiles
@@ -46,6 +46,8 @@ def info(data: bytes) -> FileInfo:
     if f.iteration_map is not None:
         counts, tile = decode_map(f.iteration_map, blocks(hd.height, hd.width))
         fi.tile, fi.tile_iterations = tile * BLOCK, counts.tolist()
+        # the file of the first k iterations holds the map with its counts capped at k (container.truncate)
+        fi.bpp_per_iteration = [8 * len(container.truncate(data, k)) / px for k in range(1, len(f.iterations))] + [fi.bpp]
     if hd.tiles is not None:
         plan = tiling.Tiling(*hd.tiles)
         ph, pw = padded(hd.height), padded(hd.width)

@@ -35,7 +35,7 @@ def encode_to_target(codec: Codec, src: SourceImage, target: RateTarget, max_ite
     notices = list(src.notices)  # not full.notices: what they say about the iterations tried is said below for those kept
     h, w = src.rgb.shape[:2]
     if target.quality is not None:
-        keep = max_iterations
+        keep = len(info(full.data).iteration_bytes)   # a linear tail may stop before max_iterations
         for k, image in enumerate(codec.decompress_progressive(full.data), start=1):
             if ms_ssim(np.asarray(image.convert("RGB")), src.rgb) >= target.quality:
                 keep = k
@@ -44,8 +44,8 @@ def encode_to_target(codec: Codec, src: SourceImage, target: RateTarget, max_ite
             notices.append(f"MS-SSIM {target.quality} not reached in {max_iterations} iterations; kept them all")
     else:
         budget = target.size if target.size is not None else target.bpp * w * h / 8
-        fi = info(full.data)
-        sizes = (fi.file_bytes - sum(fi.iteration_bytes) + np.cumsum(fi.iteration_bytes)).tolist()  # each prefix file
+        chunks = len(info(full.data).iteration_bytes)
+        sizes = [len(container.truncate(full.data, k)) for k in range(1, chunks + 1)]   # each prefix file
         fitting = [k for k, n in enumerate(sizes, start=1) if n <= budget]
         if not fitting:
             raise CodecError(f"even 1 iteration needs {sizes[0]} bytes ({8 * sizes[0] / (w * h):.4f} bpp), over the budget")

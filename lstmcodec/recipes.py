@@ -19,6 +19,9 @@ can say why it is there):
     [tables]                            # codec recipes: learn_entropy_tables.py's options, after the last stage
     k = 14
 
+    [tail]                              # optional, codec recipes: fit_tail.py's options, after the tables
+    start = 8
+
 A stage whose export exists is done; one that stopped early (--time-limit) resumes when the command is run again.
 Options named on the command line beside --recipe (--steps, --time-limit, --threads, --device, ...) apply to every
 stage, for short trial runs.
@@ -65,6 +68,7 @@ class Recipe:
     stages: list[Stage]
     tables: dict = field(default_factory=dict)
     finetune: dict = field(default_factory=dict)   # the options of one more cycle from the bundled model (accelerator job)
+    tail: dict = field(default_factory=dict)       # fit_tail.py's options (codec recipes; empty: no linear tail)
 
 
 def load(path: str | os.PathLike) -> Recipe:
@@ -85,7 +89,7 @@ def load(path: str | os.PathLike) -> Recipe:
         stages = [Stage(s["name"], dict(s.get("options", {})), s.get("init"), s.get("resume"), int(s.get("processes", 1)))
                   for s in raw["stage"]]
         recipe = Recipe(path, raw["name"], task, list(raw.get("data", [])), stages, dict(raw.get("tables", {})),
-                        dict(raw.get("finetune", {})))
+                        dict(raw.get("finetune", {})), dict(raw.get("tail", {})))
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, RecipeError):
             raise
@@ -205,6 +209,9 @@ class Runner:
             argv = [*self.data, "--model", str(last), "--out", str(final), "--name", self.recipe.name,
                     *options_argv(tables)]
             self.call(argv, 1, script="learn_entropy_tables.py")
+            if self.recipe.tail:
+                self.call([*self.data, "--model", str(final), "--out", str(final), *options_argv(self.recipe.tail)], 1,
+                          script="fit_tail.py")
         else:
             self.call(["--out", str(self.out / self.recipe.stages[-1].name), "--export-only", "--export", str(final),
                        "--name", self.recipe.name], 1)

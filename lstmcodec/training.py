@@ -154,7 +154,8 @@ def default_name(out_dir: str | os.PathLike, task: str) -> str:
 
 
 def export_codec(codec: Codec, path: str | os.PathLike, name: str, meta: dict | None = None, **entropy) -> bytes:
-    """Write a codec weights file (fp16, with the entropy table and mixer when given); returns its fingerprint."""
+    """Write a codec weights file (fp16, with the entropy table, mixer and linear tail when given); returns its
+    fingerprint."""
     blob = weights.codec_blob(codec, name, codec.config.to_dict(), meta, **entropy)
     weights.save(blob, path)
     return weights.codec_fingerprint(blob)

@@ -3,7 +3,8 @@
 A weights file is a plain dict saved with torch.save and loaded with weights_only=True:
     {"format": "lstmcodec-weights/1", "name": str, "config": dict, "state_dict": {str: tensor}, "meta": dict}
 and, for codecs with learned entropy coding, "entropy_prior" (the context table: int16, or uint8 indexing the
-256 int16 "entropy_prior_levels") and "entropy_mixer" (a dict of int16 tensors); for denoisers and
+256 int16 "entropy_prior_levels") and "entropy_mixer" (a dict of int16 tensors), and for codecs whose late
+iterations are linear stages, "tail" (a dict of tensors, nets/tail.py); for denoisers and
 classifiers, "task" ("denoise" | "classify") and "arch" (see nets/). Everything is checked before anything is
 built: the envelope's types, the configuration's fields and ranges, a budget on the network's size (computed on
 the meta device, which allocates nothing), and the tensors' names, shapes and types against that network.
@@ -24,6 +25,7 @@ import torch
 
 from . import tables
 from .mixer import Mixer
+from .nets.tail import LinearTail
 
 FORMAT = "lstmcodec-weights/1"
 MAX_FILE_BYTES = 256 << 20       # a weights file larger than this is refused before it is read
@@ -45,9 +47,10 @@ def fingerprint(state_dict: dict[str, torch.Tensor]) -> bytes:
     return h.digest()[:8]
 
 
-def codec_fingerprint(blob: dict) -> bytes:
-    """The tensors, the entropy table and mixer and hidden-state priming all decide what a file's bits mean, so all
-    are in the fingerprint (each only when present)."""
+def codec_fingerprint(blob: dict, tail: bool = True) -> bytes:
+    """The tensors, the entropy table and mixer, hidden-state priming and the linear tail all decide what a file's
+    bits mean, so all are in the fingerprint (each only when present). tail=False: the fingerprint of the same
+    weights without their linear tail, which files written before the tail was fitted record."""
     extra = {}
     for key in ("entropy_prior", "entropy_prior_levels"):
         if blob.get(key) is not None:
@@ -58,6 +61,8 @@ def codec_fingerprint(blob: dict) -> bytes:
     priming = blob.get("config", {}).get("priming", 0)
     if priming:
         extra["priming"] = torch.tensor([int(priming)])
+    if tail and isinstance(blob.get("tail"), dict):
+        extra.update({f"linear_tail.{k}": v for k, v in blob["tail"].items()})
     return fingerprint({**blob["state_dict"], **extra})
 
 
@@ -73,8 +78,10 @@ def save(blob: dict, path: str | os.PathLike) -> None:
 
 
 def codec_blob(model: torch.nn.Module, name: str, config: dict, meta: dict | None = None,
-               entropy_prior: np.ndarray | None = None, entropy_mixer: Mixer | None = None, table_bytes: int = 1) -> dict:
-    """The weights dict of a codec: fp16 tensors, the entropy table (one byte per entry, or int16) and mixer if given."""
+               entropy_prior: np.ndarray | None = None, entropy_mixer: Mixer | None = None, table_bytes: int = 1,
+               tail: LinearTail | None = None) -> dict:
+    """The weights dict of a codec: fp16 tensors, the entropy table (one byte per entry, or int16), mixer and linear
+    tail if given."""
     blob = {"format": FORMAT, "name": name, "config": config, "state_dict": half_state(model), "meta": meta or {}}
     if entropy_prior is not None and table_bytes == 1:
         levels = tables.prior_levels()
@@ -84,6 +91,8 @@ def codec_blob(model: torch.nn.Module, name: str, config: dict, meta: dict | Non
         blob["entropy_prior"] = torch.from_numpy(np.ascontiguousarray(entropy_prior, dtype=np.int16))
     if entropy_mixer is not None:
         blob["entropy_mixer"] = {k: torch.from_numpy(v) for k, v in entropy_mixer.arrays().items()}
+    if tail is not None:
+        blob["tail"] = tail.arrays()
     return blob
 
 
@@ -178,3 +187,14 @@ def entropy_model(path: Path, blob: dict, channels: int) -> tuple[np.ndarray | N
         except ValueError as e:
             raise ValueError(f"{path}: bad entropy mixer ({e})") from None
     return prior, mixer
+
+
+def tail_model(path: Path, blob: dict, channels: int) -> LinearTail | None:
+    """The linear tail of a codec weights file, checked; None for a file without one."""
+    arrays = blob.get("tail")
+    if arrays is None:
+        return None
+    try:
+        return LinearTail.from_arrays(arrays, channels)
+    except ValueError as e:
+        raise ValueError(f"{path}: bad linear tail ({e})") from None

@@ -151,7 +151,7 @@ def codec_for(header: "Header", model: str | None = None, device: str = "cpu") -
         if reason:
             raise CodecError(reason)
         codec = load_codec(header.model, device)
-        if codec.fingerprint != header.fingerprint:   # an index entry without a fingerprint
+        if header.fingerprint not in (codec.fingerprint, codec.network_fingerprint):   # an entry without fingerprints
             raise CodecError(f"the file was made with model '{header.model}' ({header.fingerprint.hex()}), not with "
                              f"the bundled weights of that name ({codec.fingerprint.hex()}); pass its weights file "
                              "with --model PATH")
@@ -168,7 +168,8 @@ def not_bundled(model: str, fingerprint: str) -> str | None:
     from . import __version__
 
     bundled = registry().get("codec", {}).get(model)
-    if bundled is not None and bundled.get("fingerprint") in (None, fingerprint):
+    if bundled is not None and (bundled.get("fingerprint") in (None, fingerprint)
+                                or bundled.get("network_fingerprint") == fingerprint):   # a file without the tail
         return None
     made = f"the file was made with model '{model}' ({fingerprint})"
     for entry in retired().get("codec", {}).values():

@@ -18,8 +18,9 @@ from lstmcodec.imageio import atomic_write, encode_image_bytes
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden"
 # (case name, source photo, iterations, tile side or "auto"): every bundled codec codes the first case, the default
-# also codes the second (the tiled path)
-CASES = [("parrots-i6", "parrots.png", 6, "auto"), ("houses-tiled-i3", "houses.png", 3, 96)]
+# also the others (the tiled path; its linear tail, in a file with a count per block)
+CASES = [("parrots-i6", "parrots.png", 6, "auto"), ("houses-tiled-i3", "houses.png", 3, 96),
+         ("parrots-i16", "parrots.png", 16, "auto")]
 
 
 def main(argv=None) -> int:

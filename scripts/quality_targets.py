@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--held-back", action="store_true", help="the held-back set's target (not below JPEG) only")
     args = p.parse_args(argv)
     ours, jpeg = load(args.folder, "lstmcodec"), load(args.folder, "jpeg")
-    rows, rises, below_jpeg_ms, below_jpeg_psnr = [], [], [], []
+    rises, below_jpeg_ms, below_jpeg_psnr = [], [], []
     print(f"{'-i':>3} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'rise':>7} | {'JPEG PSNR':>9} {'MS-SSIM':>8}")
     for i, t in enumerate(ours["setting"]):
         bpp, ps, ms = ours["bpp"][i], ours["psnr-rgb"][i], ours["ms-ssim-rgb"][i]

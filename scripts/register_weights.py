@@ -39,7 +39,10 @@ def main(argv=None) -> int:
     try:  # the checks lstmcodec applies when it loads the file
         blob = weights.read(args.file, kind)
         if kind == "codec":
-            extra["fingerprint"] = Codec.from_weights(args.file, blob).fingerprint.hex()
+            codec = Codec.from_weights(args.file, blob)
+            extra["fingerprint"] = codec.fingerprint.hex()
+            if codec.tail is not None:   # the same weights without their linear tail: earlier files record it
+                extra["network_fingerprint"] = codec.network_fingerprint.hex()
         else:
             zoo.load_net(kind, str(args.file))
     except (ValueError, CodecError) as e:
@@ -53,7 +56,8 @@ def main(argv=None) -> int:
     current = index.get(kind, {}).get(name)
     if current is None and name in retired:
         sys.exit(f"error: '{name}' is the name of a retired model; files made with it name it")
-    if current is not None and current.get("fingerprint") and current.get("fingerprint") != extra.get("fingerprint") \
+    if current is not None and current.get("fingerprint") \
+            and current["fingerprint"] not in (extra.get("fingerprint"), extra.get("network_fingerprint")) \
             and current["fingerprint"] not in retired.get(name, {}).get("fingerprints", []):
         # replacing a shipped model's weights under its name: files made with the old ones must still be explained
         sys.exit(f"error: the weights '{name}' ships now ({current['fingerprint']}) are not in weights/retired.json; "

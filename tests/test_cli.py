@@ -36,8 +36,8 @@ def test_encode_decode_info_round_trip(tmp_path, parrots_path):
 
 
 def test_iterations_beyond_training_get_a_notice(tmp_path, parrots_path):
-    """A model trained on 4 iterations; asking for more works but says what it buys. The default was trained on
-    16, so -i 16 gets no notice."""
+    """A model trained on 4 iterations; asking for more works but says what it buys. The default covers 24 (12 of
+    its networks, then 12 linear stages), so -i 16 gets no notice and -i 26 does."""
     import torch
 
     from lstmcodec import training
@@ -57,6 +57,9 @@ def test_iterations_beyond_training_get_a_notice(tmp_path, parrots_path):
     assert lstmcodec.info((tmp_path / "b.lstm").read_bytes()).iterations == 6
     r = run_cli("encode", crop, "-i", "16", "-o", tmp_path / "c.lstm")
     assert r.returncode == 0 and b"trained on" not in r.stderr, r.stderr
+    r = run_cli("encode", crop, "-i", "26", "-o", tmp_path / "d.lstm")   # the default's linear tail ends at 24
+    assert r.returncode == 0, r.stderr
+    assert "covers 24 iterations (12 of its networks, 12 linear stages); iterations 25-26 add bits" in r.stderr.decode()
 
 
 def test_default_decode_name_never_overwrites_an_existing_file(tmp_path, parrots_path):

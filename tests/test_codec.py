@@ -199,8 +199,11 @@ def test_reexporting_loaded_weights_keeps_their_fingerprint(tmp_path):
     loaded = load_codec(DEFAULT_CODEC)
     assert loaded.decoder.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
     fp = training.export_codec(loaded, tmp_path / "copy.pt", loaded.name, entropy_prior=loaded.prior,
-                               entropy_mixer=loaded.mixer)
+                               entropy_mixer=loaded.mixer, tail=loaded.tail)
     assert fp == loaded.fingerprint == load_codec(str(tmp_path / "copy.pt")).fingerprint
+    without = training.export_codec(loaded, tmp_path / "net.pt", loaded.name, entropy_prior=loaded.prior,
+                                    entropy_mixer=loaded.mixer)   # the same weights without their linear tail
+    assert without == loaded.network_fingerprint == load_codec(str(tmp_path / "net.pt")).fingerprint
 
 
 def test_weights_carry_their_entropy_mixer(tmp_path, parrots):

@@ -41,6 +41,10 @@ data = ["{DATA}"]
 [tables]
 images = 2
 k = 2
+[tail]
+start = 1
+stages = 2
+blocks = 60
 [[stage]]
 name = "first"
 options = {{ width = 0.125, iterations = 2, crop = 32, batch = 2, eval-every = 0, threads = 1 }}
@@ -55,7 +59,8 @@ options = {{ decoder-hidden = [32, 32, 16, 8], resize = true, crop = 32, batch =
     assert f"recipe tiny: wrote {made}" in r.stderr and (tmp_path / "run" / "first.pt").exists()
     codec = lstmcodec.load_model(str(made))
     assert codec.name == "tiny" and codec.config.decoder_hidden == (32, 32, 16, 8) and codec.prior is not None
-    assert lstmcodec.decode(codec.compress(parrots[:32, :48], 2), model=str(made)).size == (48, 32)
+    assert codec.tail is not None and codec.tail.start == 1 and codec.tail.stages == 2   # the recipe's [tail]
+    assert lstmcodec.decode(codec.compress(parrots[:32, :48], 3), model=str(made)).size == (48, 32)
     again = _script("train_codec.py", "--recipe", recipe, "--out", tmp_path / "run", "--steps", 2)
     assert again.returncode == 0 and "stage first is done" in again.stderr and "stage narrower is done" in again.stderr
 

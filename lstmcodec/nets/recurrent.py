@@ -10,6 +10,10 @@ With residual_gain, iteration t works on a residual scaled by a learned gain g_t
 iteration, the same for every image): b_t = B(E_t(g_t·r_{t-1})), x̂_t = D_t(b_t)/g_t + x̂_{t-1}, so
 that late iterations see residuals as large as early ones (after Covell et al. 2017's residual scaling).
 
+With a linear tail (nets/tail.py, fitted after training), the iterations after its `start` are linear stages: E_t
+sends the signs of r_{t-1}'s projections on fixed directions and D_t adds those directions back; the recurrence is
+the same.
+
 The residual is signed (x − x̂_t), as in Toderici et al.; the recurrent-compression text among the project's
 source documents writes it |x − x̂_t|, which would lose the sign the next iteration must correct.
 
@@ -26,6 +30,7 @@ from torch import nn
 
 from ..geometry import BLOCK
 from .cells import CELLS, State, conv_as, depth_to_space
+from .tail import LinearTail
 
 GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights
 Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate
@@ -221,6 +226,11 @@ class RecurrentCodec(nn.Module):
         if cfg.residual_gain:  # log g_t for t = 1..iterations (later iterations reuse the last); 0 = no scaling
             self.log_gain = nn.Parameter(torch.zeros(cfg.iterations))
             self.log_gain.lr_scale = GAIN_LR_SCALE  # read by runtime.fit
+        self.tail: LinearTail | None = None   # linear stages for the late iterations (nets/tail.py), fitted afterwards
+
+    def in_tail(self, t: int) -> bool:
+        """Whether iteration t (from 0) is one of the linear tail's stages rather than a run of the networks."""
+        return self.tail is not None and self.tail.covers(t)
 
     def gain(self, t: int) -> torch.Tensor | float:
         """g_t of iteration t (from 0): what the residual is multiplied by before the encoder and the decoder's
@@ -258,14 +268,25 @@ class RecurrentCodec(nn.Module):
 
     def encode_step(self, r: torch.Tensor, state: list[State] | None, t: int, mask: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, list[State]]:
-        """b_t = B(E_t(g_t·r_{t-1})), zero outside the block mask (N x 1 x H/16 x W/16 of 0/1) when one is given."""
-        code, state = self.step(self.encoder, self.gain(t) * r, state, t)
-        b = self.binarizer(code.float())   # the sign decisions in fp32 whatever the encoder's precision
+        """b_t = B(E_t(g_t·r_{t-1})), zero outside the block mask (N x 1 x H/16 x W/16 of 0/1) when one is given;
+        in the linear tail, the signs of r_{t-1}'s projections (the encoder's state is then no longer used)."""
+        if self.in_tail(t):
+            b = self.tail.encode(r, t)
+        else:
+            code, state = self.step(self.encoder, self.gain(t) * r, state, t)
+            b = self.binarizer(code.float())   # the sign decisions in fp32 whatever the encoder's precision
         return (b if mask is None else b * mask), state
 
     def decode_step(self, b: torch.Tensor, x_hat: torch.Tensor | float, state: list[State] | None, t: int,
                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[State]]:
-        """x̂_t = D_t(b_t)/g_t + x̂_{t-1} (one-shot models: D_t(b_t)); x̂_{t-1} kept where the block mask is 0."""
+        """x̂_t = D_t(b_t)/g_t + x̂_{t-1} (one-shot models: D_t(b_t)); x̂_{t-1} kept where the block mask is 0.
+        In the linear tail x̂_t = x̂_{t-1} + the stage's decode of b_t, and the decoder's state is the activity class
+        of every block of x̂ where the tail starts."""
+        if self.in_tail(t):
+            if t == self.tail.start:
+                state = self.tail.classes(x_hat)
+            new = x_hat + self.tail.decode(b, t, state)
+            return (new if mask is None else keep_stopped(mask, new, x_hat)), state
         out, state = self.step(self.decoder, b, state, t)
         new = x_hat + out / self.gain(t) if self.config.additive else out
         return (new if mask is None else keep_stopped(mask, new, x_hat)), state
@@ -298,15 +319,33 @@ class RecurrentCodec(nn.Module):
         return (list(x_hats), list(bits)) if with_bits else list(x_hats)
 
     def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None,
-                    every: bool = True) -> Iterator[torch.Tensor]:
-        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16), or with every=False
-        only the last one; masks: the blocks active in each iteration (as `iterate`'s `active` gave them), or None.
+                    every: bool = True, tail: bool = True) -> Iterator[torch.Tensor]:
+        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16, zero in blocks a mask
+        leaves out), or with every=False only the last one; masks: the blocks active in each iteration (as
+        `iterate`'s `active` gave them), or None. tail=False decodes every plane with the networks (a file written
+        without the linear tail)."""
+        steps = list(zip(bits, masks if masks is not None else itertools.repeat(None)))
+        start = self.tail.start if tail and self.tail is not None else len(steps)
+        if len(steps) <= start:
+            yield from self._reconstruct_network(steps, every)
+            return
+        x_hat = None
+        for x_hat in self._reconstruct_network(steps[:start], every):
+            if every:
+                yield x_hat
+        classes = self.tail.classes(x_hat)
+        for t in range(start, len(steps)):
+            x_hat = x_hat + self.tail.decode(steps[t][0], t, classes)
+            if every or t + 1 == len(steps):
+                yield x_hat
+
+    def _reconstruct_network(self, steps: list, every: bool) -> Iterator[torch.Tensor]:
+        """reconstruct's planes decoded by the networks.
 
         The decoder's output is linear in its features, so x̂_t = Σ_s D_s(b_s)/g_s is computed as conv_out's weights
         times Σ_s features_s/g_s plus its bias times Σ_s 1/g_s (over the iterations each block received), by
         Decoder.project: the same image as `iterate` builds, to float rounding, and the same on every thread count."""
         acc, scale, state = 0.0, 0.0, None
-        steps = list(zip(bits, masks if masks is not None else itertools.repeat(None)))
         if self.config.additive and all(mask is None for _, mask in steps):
             # Σ_t h_t / g_t of the last cell's outputs before their depth-to-space (a permutation: the same sums),
             # in fp32 and in place: at full resolution new tensors of this size are fresh memory from the kernel,

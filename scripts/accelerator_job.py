@@ -146,8 +146,6 @@ def job(args: argparse.Namespace, work: Path) -> int:
         keep_bundled_tables(raw, recipe.name, final)
         tables = {"kept": f"the bundled {recipe.name}'s table and mixer; relearn with scripts/learn_entropy_tables.py "
                           f"and the recipe's [tables]: {recipe.tables}"}
-    if args.task == "codec" and recipe.tail:   # a new network needs its own tail, fitted on any CPU in minutes
-        tables["tail"] = f"none: fit it with scripts/fit_tail.py and the recipe's [tail]: {recipe.tail}"
     elif args.task == "codec":
         tables = {**recipe.tables, **{k: v for k, v in (("images", args.table_images), ("k", args.table_k),
                                                          ("mixer-images", args.mixer_images)) if v is not None}}
@@ -158,6 +156,8 @@ def job(args: argparse.Namespace, work: Path) -> int:
             sys.exit("error: learning the entropy tables failed")
     else:
         shutil.copy(raw, final)
+    if args.task == "codec" and recipe.tail:   # a new network needs its own tail, fitted on any CPU in minutes
+        tables["tail"] = f"none: fit it with scripts/fit_tail.py and the recipe's [tail]: {recipe.tail}"
     save_checkpoint(run_dir / "last.pt", out)
     (out / "log.json").write_text(json.dumps(report(run_dir, args, options, tables, final, time.time() - t_start),
                                              indent=1) + "\n")

@@ -156,7 +156,7 @@ class Codec(RecurrentCodec):
     def network_fingerprint(self) -> bytes:
         """The fingerprint of these weights without their linear tail: what files written before the tail was
         fitted record (they decode with the networks alone). The same as `fingerprint` for a codec without a tail."""
-        if getattr(self, "_network_fingerprint", None) is None:
+        if self._network_fingerprint is None:
             from . import weights
             self._network_fingerprint = weights.codec_fingerprint(self._blob(), tail=False)
         return self._network_fingerprint

@@ -44,8 +44,7 @@ def encode_to_target(codec: Codec, src: SourceImage, target: RateTarget, max_ite
             notices.append(f"MS-SSIM {target.quality} not reached in {max_iterations} iterations; kept them all")
     else:
         budget = target.size if target.size is not None else target.bpp * w * h / 8
-        chunks = len(info(full.data).iteration_bytes)
-        sizes = [len(container.truncate(full.data, k)) for k in range(1, chunks + 1)]   # each prefix file
+        sizes = [round(b * w * h / 8) for b in info(full.data).bpp_per_iteration]   # each prefix file's bytes
         fitting = [k for k, n in enumerate(sizes, start=1) if n <= budget]
         if not fitting:
             raise CodecError(f"even 1 iteration needs {sizes[0]} bytes ({8 * sizes[0] / (w * h):.4f} bpp), over the budget")

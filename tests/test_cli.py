@@ -236,10 +236,11 @@ def test_ctrl_c_mid_encode_leaves_no_file(tmp_path):
     import time
 
     big = tmp_path / "big.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (1024, 2048, 3), dtype=np.uint8)).save(big)
+    # 4 MP of noise at -i 24 takes far longer than the 6 s before the interrupt (2 MP at -i 16 took under 6 s here)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (2048, 2048, 3), dtype=np.uint8)).save(big)
     out = tmp_path / "big.lstm"
     # a shell's background jobs inherit SIGINT ignored; give the child the default disposition, as in a terminal
-    p = subprocess.Popen([sys.executable, "-m", "lstmcodec", "encode", str(big), "-i", "16", "-o", str(out)],
+    p = subprocess.Popen([sys.executable, "-m", "lstmcodec", "encode", str(big), "-i", "24", "-o", str(out)],
                          stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(6)
     p.send_signal(signal.SIGINT)

@@ -20,7 +20,7 @@ can say why it is there):
     k = 14
 
     [tail]                              # optional, codec recipes: fit_tail.py's options, after the tables
-    start = 8
+    start = 12
 
 A stage whose export exists is done; one that stopped early (--time-limit) resumes when the command is run again.
 Options named on the command line beside --recipe (--steps, --time-limit, --threads, --device, ...) apply to every

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit a codec's linear tail (lstmcodec/nets/tail.py): the iterations from --start on, coded by linear stages.
 
-    python scripts/fit_tail.py ../shared/data/bsds432 --model fast --start 8 --stages 8 --out weights/fast.pt
+    python scripts/fit_tail.py ../shared/data/bsds432 --model fast --start 12 --stages 12 --out weights/fast.pt
 
 Runs the model's networks for --start iterations on the training split of the folders (every 20th file is held
 back), collects the residual's 16x16x3 blocks and the activity class of each (the RMS of the high-pass of the
@@ -51,6 +51,12 @@ def residuals(codec, files, start: int, per_image: int | None, seed: int, compar
     return torch.cat(blocks), torch.cat(acts), own
 
 
+def after_stage(r: torch.Tensor, p: torch.Tensor, m: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    """What a stage leaves of residual blocks r (n x 768, float64): the signs of their projections on p (bits x 768)
+    times their class's magnitudes m (classes x bits), subtracted, as LinearTail.encode / decode do on images."""
+    return r - (torch.where(r @ p.T >= 0, 1.0, -1.0).double() * m[cls]) @ p
+
+
 def fit(r: torch.Tensor, act: torch.Tensor, start: int, stages: int, classes: int, bits: int) -> LinearTail:
     """Stage after stage: the principal directions of the remaining residual blocks and each class's mean absolute
     projection on them; each stage's decode is applied before the next is fitted."""
@@ -67,7 +73,7 @@ def fit(r: torch.Tensor, act: torch.Tensor, start: int, stages: int, classes: in
         c = r @ p.T
         m = torch.stack([c[cls == k].abs().mean(0) if bool((cls == k).any()) else torch.zeros(bits, dtype=c.dtype)
                          for k in range(len(edges) + 1)]).clamp(max=1).half().double()   # ≤ 1: decode is exact
-        r = r - (torch.where(c >= 0, 1.0, -1.0).double() * m[cls]) @ p
+        r = after_stage(r, p, m, cls)
         basis.append(p)
         magnitude.append(m)
         print(f"  stage {s + 1}: training residual RMS {math.sqrt(float((r ** 2).mean())):.5f}", flush=True)
@@ -120,8 +126,7 @@ def main(argv=None) -> int:
     print(f"held-back images ({len(checked)}), dB of residual energy removed after the first {args.start} "
           "iterations: networks | linear tail")
     for s in range(tail.stages):
-        b = torch.where(rh @ tail.basis[s].double().T >= 0, 1.0, -1.0).double()
-        rh = rh - (b * tail.magnitude[s].double()[cls]) @ tail.basis[s].double()
+        rh = after_stage(rh, tail.basis[s].double(), tail.magnitude[s].double(), cls)
         print(f"  +{s + 1:2d}: {10 * math.log10(own[0] / own[s + 1]):5.2f} | "
               f"{10 * math.log10(e0 / float((rh ** 2).sum())):5.2f}")
     return 0

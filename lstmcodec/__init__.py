@@ -19,7 +19,7 @@ import importlib
 from .errors import CodecError
 from .pillow_plugin import register as _register_pillow_plugin
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 __all__ = ["load_model", "Codec", "encode", "decode", "decode_progressive", "info", "denoise", "classify",
            "CodecError", "__version__"]
 

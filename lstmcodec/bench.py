@@ -50,6 +50,22 @@ class Point:
         return float(np.mean(getattr(self, key)))
 
 
+def shifted(rgb: np.ndarray) -> np.ndarray:
+    """An image less its first row and column, cut to even sides: MS-SSIM's first 2x downsampling then pairs
+    pixels one row and column away from where it pairs them in the whole image (which starts a block codec's grid),
+    so it averages across its 2x2 cells instead of within them. A codec whose error is indifferent to its grid
+    measures the same either way (bench --shift)."""
+    h, w = rgb.shape[:2]
+    return rgb[1:1 + (h - 1) // 2 * 2, 1:1 + (w - 1) // 2 * 2]
+
+
+def measure(out: np.ndarray, rgb: np.ndarray, shift: bool = False) -> tuple[float, float]:
+    """PSNR and MS-SSIM of a decoded image against its original (both `shifted` first with shift)."""
+    if shift:
+        out, rgb = shifted(out), shifted(rgb)
+    return metrics.psnr(out, rgb), metrics.ms_ssim(out, rgb)
+
+
 def load_images(paths, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """The RGB pixels of the images in `paths` (folders and files), at most `limit` of them; CodecError if none."""
     from .data import list_images
@@ -62,7 +78,8 @@ def load_images(paths, limit: int | None = None) -> list[tuple[str, np.ndarray]]
     return [(f.name, prepare(open_image(f)).rgb) for f in files]
 
 
-def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, progress) -> list[Point]:
+def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, progress, shift: bool = False
+                  ) -> list[Point]:
     codec = zoo.load_codec(model, device)
     top = max(iterations)
     points = {t: Point(t) for t in iterations}
@@ -83,12 +100,13 @@ def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, pr
                 out = np.asarray(next(dec).convert("RGB"))
                 elapsed += time.perf_counter() - t1
             if k in points:
-                points[k].add(sizes[n - 1], metrics.psnr(out, rgb), metrics.ms_ssim(out, rgb), marks[n - 1], elapsed)
+                points[k].add(sizes[n - 1], *measure(out, rgb, shift), marks[n - 1], elapsed)
         progress(f"lstmcodec {name}")
     return [points[t] for t in sorted(points)]
 
 
-def run_classic(name: str, images, progress, qualities: Sequence[int] | None = None) -> list[Point]:
+def run_classic(name: str, images, progress, qualities: Sequence[int] | None = None, shift: bool = False
+                ) -> list[Point]:
     fmt, grid, options = CLASSIC[name]
     points = []
     for q in qualities or grid:
@@ -103,8 +121,7 @@ def run_classic(name: str, images, progress, qualities: Sequence[int] | None = N
             with Image.open(io.BytesIO(buf.getvalue())) as d:
                 out = np.asarray(d.convert("RGB"))
             dec = time.perf_counter() - t0
-            p.add(metrics.bpp(len(buf.getvalue()), rgb.shape[1], rgb.shape[0]), metrics.psnr(out, rgb),
-                  metrics.ms_ssim(out, rgb), enc, dec)
+            p.add(metrics.bpp(len(buf.getvalue()), rgb.shape[1], rgb.shape[0]), *measure(out, rgb, shift), enc, dec)
         points.append(p)
         progress(f"{name} q={q}")
     return sorted(points, key=lambda p: p.mean("bpp"))
@@ -210,9 +227,11 @@ def load_results(path: str | Path) -> list[dict]:
 
 
 def run(paths, iterations: Sequence[int], codecs: Sequence[str], model: str, device: str, limit: int | None,
-        per_image: bool, quiet: bool = False) -> tuple[dict, dict[str, dict]]:
+        per_image: bool, quiet: bool = False, shift: bool = False) -> tuple[dict, dict[str, dict]]:
     images = load_images(paths, limit)
     where = paths if isinstance(paths, (str, Path)) else ", ".join(map(str, paths))
+    if shift:
+        where = f"{where}, measured shifted by one pixel"
     total = len(images) + sum(len(CLASSIC[c][1]) for c in codecs)
     done = [0]
 
@@ -221,7 +240,7 @@ def run(paths, iterations: Sequence[int], codecs: Sequence[str], model: str, dev
         if not quiet:
             print(f"\r[{done[0]}/{total}] {msg:<40}", end="", file=sys.stderr, flush=True)
 
-    ours_pts = run_lstmcodec(images, iterations, model, device, progress)
+    ours_pts = run_lstmcodec(images, iterations, model, device, progress, shift)
     codec_info = zoo.load_codec(model, device)
     ours = compressai_json(f"lstmcodec ({codec_info.name})",
                            f"lstmcodec {codec_info.name} ({codec_info.fingerprint.hex()}, {codec_info.precision}), "
@@ -230,7 +249,7 @@ def run(paths, iterations: Sequence[int], codecs: Sequence[str], model: str, dev
     ours["_ms_ssim_range"] = [(min(p.ms_ssim), max(p.ms_ssim)) for p in ours_pts]
     others = {}
     for c in codecs:
-        pts = run_classic(c, images, progress)
+        pts = run_classic(c, images, progress, shift=shift)
         from PIL import __version__ as pil_version
         others[c] = compressai_json(c.upper() if c != "jpeg2000" else "JPEG 2000",
                                     f"{c} through Pillow {pil_version}, {len(images)} images of {where}",

@@ -213,8 +213,10 @@ def _parse_range(text: str) -> list[int]:
 @click.option("--compare", multiple=True, help="CompressAI-layout JSON files to overlay on the plot")
 @click.option("--per-image", is_flag=True, help="store per-image values in the JSON")
 @click.option("--limit", type=int, default=None, help="only the first N images")
+@click.option("--shift", is_flag=True, help="measure every codec on the images less their first row and column (cut "
+              "to even sides), so that MS-SSIM's 2x downsampling straddles the codecs' block grids")
 @click.option("-q", "--quiet", is_flag=True)
-def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare, per_image, limit, quiet) -> int:
+def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare, per_image, limit, shift, quiet) -> int:
     """Rate–distortion and speed of lstmcodec against JPEG, WebP, JPEG 2000 and AVIF on images (folders or files)."""
     from . import bench as bench_mod
 
@@ -227,7 +229,7 @@ def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare
     for c in missing:
         err(f"{c} is not available in this Pillow build; skipped")
     names = [c for c in names if c not in missing]
-    ours, others = bench_mod.run(images, its, names, model, device, limit, per_image, quiet)
+    ours, others = bench_mod.run(images, its, names, model, device, limit, per_image, quiet, shift)
     click.echo(bench_mod.summary_table(ours, others))
     results = [ours] + list(others.values())
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]

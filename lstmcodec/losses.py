@@ -75,21 +75,32 @@ def ms_ssim_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return 1 - ms_ssim_tensor(x_hat + 0.5, x + 0.5, data_range=1.0)
 
 
-def distortion(name: str, alpha: float = 0.84) -> Distortion:
-    """The per-iteration distortion called `name` (one of LOSSES)."""
+def ms_ssim_loss_both_phases(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """1 − MS-SSIM averaged over the crop and the crop less its outer row and column of pixels. On the whole crop
+    MS-SSIM's 2x downsampling averages the pixels of each 2x2 cell of the codec's grid, so an error that sums to
+    zero within those cells (the decoder's last depth-to-space can learn one) is seen only by the finest scale;
+    one pixel in, it averages across the cells and sees it at every scale, as it does on an image of odd size."""
+    inner = (..., slice(1, -1), slice(1, -1))
+    return (ms_ssim_loss(x, x_hat) + ms_ssim_loss(x[inner], x_hat[inner])) / 2
+
+
+def distortion(name: str, alpha: float = 0.84, both_phases: bool = False) -> Distortion:
+    """The per-iteration distortion called `name` (one of LOSSES); both_phases: its MS-SSIM term averaged over the
+    two phases of the first downsampling (ms_ssim_loss_both_phases)."""
+    ms = ms_ssim_loss_both_phases if both_phases else ms_ssim_loss
     if name == "l1":
         return l1
     if name == "ssim-l1":
         return ssim_weighted_l1
     if name == "ms-ssim":
-        return ms_ssim_loss
+        return ms
     if name == "mix":
-        return lambda x, x_hat: alpha * ms_ssim_loss(x, x_hat) + (1 - alpha) * l1(x, x_hat)
+        return lambda x, x_hat: alpha * ms(x, x_hat) + (1 - alpha) * l1(x, x_hat)
     if name == "mse":
         return mse
     if name == "db-mix":
-        return lambda x, x_hat: (ms_ssim_loss(x, x_hat).clamp(min=1e-8) ** alpha) * (mse(x, x_hat).clamp(min=1e-10)
-                                                                                     ** (1 - alpha))
+        return lambda x, x_hat: (ms(x, x_hat).clamp(min=1e-8) ** alpha) * (mse(x, x_hat).clamp(min=1e-10)
+                                                                           ** (1 - alpha))
     raise ValueError(f"unknown loss {name!r} (one of {', '.join(LOSSES)})")
 
 

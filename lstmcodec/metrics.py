@@ -119,6 +119,25 @@ def _gauss_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Te
     return F.conv2d(F.conv2d(x, g, groups=x.shape[1]), g.transpose(2, 3), groups=x.shape[1])
 
 
+def ms_ssim_scales(a, b, data_range: float = 255.0) -> list[float]:
+    """MS-SSIM's five factors of two images (H x W x 3 arrays or tensors, as `ms_ssim` takes them): the mean
+    contrast-structure term at scales 1-4 (full resolution first) and the mean SSIM at scale 5, each over the
+    channels; MS-SSIM is close to Π_j factor_j ** weight_j (pytorch-msssim pads odd sizes before halving).
+    Where its loss lies: weight_j · (1 - factor_j) is about scale j's share of -ln MS-SSIM."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    x, y = _as_batch(a).double(), _as_batch(b).double()
+    out = []
+    for s in range(len(_MS_WEIGHTS)):
+        mx, my, xx, yy, xy = _gauss_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(5, dim=1)
+        vx, vy, cov = xx - mx**2, yy - my**2, xy - mx * my
+        term = (2 * cov + c2) / (vx + vy + c2)
+        if s == len(_MS_WEIGHTS) - 1:
+            term = term * (2 * mx * my + c1) / (mx**2 + my**2 + c1)
+        out.append(float(term.mean()))
+        x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    return out
+
+
 def local_ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """A per-pixel MS-SSIM map (N x H x W) of two N x C x H x W images.
 

@@ -10,16 +10,25 @@ in the residual in three bands of spatial frequency (below 1/16, 1/16-1/4 and ab
 of the luma): which part of the signal stops being coded when quality stops rising. PSNR here is of the mean
 squared error over all the images (the bench reports the mean of per-image PSNR, a little higher); the energy
 shares are means over the images.
+
+    python scripts/diagnose_quality.py ../shared/data/bsds432 --model fast --iterations 16 --scales --webp 60 80
+
+--scales adds where MS-SSIM's loss lies: for every iteration, 1 - each of MS-SSIM's five factors (the contrast-
+structure terms at 1, 1/2, 1/4, 1/8 of the resolution, then SSIM at 1/16) and each scale's share of -ln MS-SSIM
+(its weight times 1 - its factor); --webp Q ... the same for WebP at those qualities, with their bpp. (Iterations a
+linear tail codes are its stages sent to every block: the encoder's gate is not applied here.)
 """
 from __future__ import annotations
 
 import argparse
+import io
 import math
 
 import numpy as np
 import torch
+from PIL import Image
 
-from lstmcodec import data, zoo
+from lstmcodec import data, metrics, zoo
 from lstmcodec.codec import to_tensor
 from lstmcodec.imageio import open_image, prepare
 
@@ -44,6 +53,8 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--scales", action="store_true", help="also MS-SSIM's loss per scale, per iteration")
+    p.add_argument("--webp", type=int, nargs="*", default=[], help="with --scales: WebP at these qualities too")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,6 +63,8 @@ def main(argv=None) -> int:
     mse = np.zeros((T, 4))          # RGB, Y, Cb, Cr
     removed = np.zeros(T)
     left = np.zeros((T, len(BANDS)))
+    scales = np.zeros((T, 5))
+    webp = np.zeros((len(args.webp), 6))   # bpp, then the five factors' losses
     files = data.list_images(args.images)[:args.limit]
     for f in files:
         rgb = prepare(open_image(f)).rgb
@@ -71,6 +84,13 @@ def main(argv=None) -> int:
                 removed[t] += 1 - now / max(prev, 1e-9)
                 prev = now
                 left[t] += band_energy(e_ycc[0]) / np.maximum(own, 1e-9)
+                if args.scales:
+                    scales[t] += 1 - np.array(metrics.ms_ssim_scales(orig[None], rec[None]))
+        for i, q in enumerate(args.webp if args.scales else []):
+            out = io.BytesIO()
+            Image.fromarray(rgb).save(out, "WEBP", quality=q)
+            back = np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+            webp[i] += [8 * out.tell() / (h * w), *(1 - np.array(metrics.ms_ssim_scales(rgb, back)))]
     n = len(files)
     print(f"{args.model} on {n} images, the networks alone ({T} iterations)")
     print(" t   PSNR RGB      Y     Cb     Cr   removed  | residual energy left: low   mid   high")
@@ -78,6 +98,14 @@ def main(argv=None) -> int:
         ps = [10 * math.log10(255 ** 2 / (m / n)) for m in mse[t]]
         print(f"{t + 1:2d}  {ps[0]:8.2f} {ps[1]:6.2f} {ps[2]:6.2f} {ps[3]:6.2f}   {removed[t] / n:6.3f}  |"
               f"                      {left[t][0] / n:5.3f} {left[t][1] / n:5.3f} {left[t][2] / n:5.3f}")
+    if args.scales:
+        weights = np.array(metrics._MS_WEIGHTS)
+        print("\nMS-SSIM's loss per scale (1 - factor; full resolution first) | share of -ln MS-SSIM")
+        rows = [(f"{t + 1:2d}", scales[t] / n) for t in range(T)]
+        rows += [(f"WebP q{q} ({webp[i][0] / n:.3f} bpp)", webp[i][1:] / n) for i, q in enumerate(args.webp)]
+        for name, loss in rows:
+            share = weights * loss / (weights * loss).sum()
+            print(f"{name:>22s}  " + " ".join(f"{v:7.4f}" for v in loss) + "  | " + " ".join(f"{v:5.2f}" for v in share))
     return 0
 
 

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-form", choices=losses.RATE_FORMS, default="mean", help="--rate-weight prices the mean bits "
                    "per raw bit over all iterations (mean), or ln(bits per raw bit) averaged over the prefixes 1..T, the "
                    "scale and prefixes of --log-distortion (log; LAMBDA is then the slope d ln D / d ln R traded)")
+    p.add_argument("--ms-ssim-both-phases", action="store_true",
+                   help="the loss's MS-SSIM averaged over the crop and the crop one pixel in: the 2x downsampling at "
+                        "both phases against the decoder's 2x2 cells (losses.ms_ssim_loss_both_phases)")
     p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1); --loss db-mix: its exponent (the rest: MSE's)")
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
         t = args.short_iterations if step // _world() < short_until else iterations
         return batches(step), t
 
-    distortion = losses.distortion(args.loss, args.mix_alpha)
+    distortion = losses.distortion(args.loss, args.mix_alpha, args.ms_ssim_both_phases)
 
     compiled = []
 

@@ -35,6 +35,30 @@ def test_bench_writes_compressai_json(tmp_path, capsys):
     assert fp32["precision"] == "fp32" and ", fp32), 1 image of " in fp32["description"]
 
 
+def test_shift_measures_one_pixel_off_the_block_grid(tmp_path, parrots):
+    """--shift measures every codec on the images less their first row and column, cut to even sides: MS-SSIM's
+    first halving then straddles the 2x2 cells along the grid. The decoder's error mostly cancels inside those cells
+    (docs/experiments.md), so lstmcodec's MS-SSIM falls off the grid while its PSNR and WebP's MS-SSIM do not."""
+    from lstmcodec import bench
+
+    assert bench.shifted(np.zeros((321, 481, 3))).shape == (320, 480, 3)
+    assert bench.shifted(np.zeros((512, 768, 3))).shape == (510, 766, 3)
+    assert np.array_equal(bench.shifted(parrots)[0, :4], parrots[1, 1:5])
+    results = {}
+    for flag in ([], ["--shift"]):
+        out = tmp_path / f"r{len(flag)}.json"
+        assert main(["bench", str(DATA / "parrots.png"), "--iterations", "8", "--codecs", "webp", "--precision", "fp32",
+                     "-o", str(out), "-q", *flag]) == 0
+        results[bool(flag)] = json.loads(out.read_text())
+    ours, shifted = results[False][0], results[True][0]
+    assert "shifted by one pixel" in shifted["description"] and "shifted" not in ours["description"]
+    assert ours["results"]["bpp"] == shifted["results"]["bpp"]
+    assert shifted["results"]["ms-ssim-rgb"][0] < ours["results"]["ms-ssim-rgb"][0] - 0.002   # 0.9809 -> 0.9782
+    assert abs(shifted["results"]["psnr-rgb"][0] - ours["results"]["psnr-rgb"][0]) < 0.5
+    webp, webp_shifted = results[False][1]["results"]["ms-ssim-rgb"], results[True][1]["results"]["ms-ssim-rgb"]
+    assert min(b - a for a, b in zip(webp, webp_shifted)) > -0.0005   # WebP does not care where the halving falls
+
+
 def test_bench_single_json_file_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "all.json"
@@ -53,6 +77,25 @@ def test_ms_ssim_fallback_for_small_images():
     assert 0 < metrics.ms_ssim(noisy, a) < 0.99
     tiny = a[:5, :5]
     assert metrics.ms_ssim(tiny, tiny) == pytest.approx(1.0)
+
+
+def test_ms_ssim_scales_multiply_to_ms_ssim_and_place_blur_and_noise(parrots):
+    """Blur loses MS-SSIM at the fine scales, a coarse brightness change at the coarsest."""
+    rng = np.random.default_rng(1)
+    a = parrots[:192, :256]
+    blurred = ((a[:-1, :-1].astype(float) + a[1:, :-1] + a[:-1, 1:] + a[1:, 1:]) / 4).round().astype(np.uint8)
+    a = a[:-1, :-1]
+    noisy = np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+    w = np.array(metrics._MS_WEIGHTS)
+    for b in (blurred, noisy):
+        factors = np.array(metrics.ms_ssim_scales(a, b))
+        assert np.prod(factors ** w) == pytest.approx(metrics.ms_ssim(a, b), abs=2e-3)
+    assert metrics.ms_ssim_scales(a, a) == pytest.approx([1.0] * 5)
+    blur = 1 - np.array(metrics.ms_ssim_scales(a, blurred))
+    assert blur[0] > blur[2] > blur[4]
+    darker = np.clip(a.astype(int) - 30, 0, 255).astype(np.uint8)
+    dark = 1 - np.array(metrics.ms_ssim_scales(a, darker))
+    assert dark[4] > dark[0]
 
 
 def test_bd_rate():

@@ -87,6 +87,22 @@ def test_ssim_weights_go_where_the_structure_is_lost(crop):
     assert float(losses.ssim_weighted_l1(crop, x_hat)) > float(losses.l1(crop, x_hat))
 
 
+def test_both_phases_see_an_error_that_cancels_within_the_decoders_2x2_cells(crop):
+    """An error that sums to zero inside every aligned 2x2 cell (top row +s, bottom row -s, s random per cell)
+    reaches MS-SSIM's coarse scales only one pixel off the grid: the plain loss rates it far below noise of the same
+    energy, the two-phase loss at least twice as high (its shifted half alone sees it as noise)."""
+    g = torch.Generator().manual_seed(0)
+    x = crop[:1, :, :64, :64].float()
+    s = torch.randn(1, 3, 32, 32, generator=g).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    sign = torch.tensor([1.0, -1.0]).repeat(32)[:, None]
+    cells = 0.03 * s * sign
+    noise = torch.randn(x.shape, generator=g) * float(cells.pow(2).mean().sqrt())
+    plain, both = losses.distortion("ms-ssim"), losses.distortion("ms-ssim", both_phases=True)
+    assert float(plain(x, x + cells)) < 0.5 * float(plain(x, x + noise))
+    assert float(both(x, x + cells)) > max(2 * float(plain(x, x + cells)), 0.5 * float(both(x, x + noise)))
+    assert float(both(x, x)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="unknown loss 'l2'"):
         losses.distortion("l2")

@@ -124,18 +124,24 @@ def ms_ssim_scales(a, b, data_range: float = 255.0) -> list[float]:
     contrast-structure term at scales 1-4 (full resolution first) and the mean SSIM at scale 5, each over the
     channels; MS-SSIM is close to Π_j factor_j ** weight_j (pytorch-msssim pads odd sizes before halving).
     Where its loss lies: weight_j · (1 - factor_j) is about scale j's share of -ln MS-SSIM."""
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     x, y = _as_batch(a).double(), _as_batch(b).double()
     out = []
     for s in range(len(_MS_WEIGHTS)):
-        mx, my, xx, yy, xy = _gauss_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(5, dim=1)
-        vx, vy, cov = xx - mx**2, yy - my**2, xy - mx * my
-        term = (2 * cov + c2) / (vx + vy + c2)
-        if s == len(_MS_WEIGHTS) - 1:
-            term = term * (2 * mx * my + c1) / (mx**2 + my**2 + c1)
-        out.append(float(term.mean()))
+        out.append(float(_scale_term(x, y, data_range, s == len(_MS_WEIGHTS) - 1).mean()))
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return out
+
+
+def _scale_term(x: torch.Tensor, y: torch.Tensor, data_range: float, coarsest: bool) -> torch.Tensor:
+    """MS-SSIM's map at one scale (the gaussian window 'valid', per channel): the contrast-structure term, times
+    the luminance term at the coarsest scale."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my, xx, yy, xy = _gauss_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(5, dim=1)
+    vx, vy, cov = xx - mx**2, yy - my**2, xy - mx * my
+    term = (2 * cov + c2) / (vx + vy + c2)                           # contrast-structure
+    if coarsest:
+        term = term * (2 * mx * my + c1) / (mx**2 + my**2 + c1)      # luminance at the coarsest scale
+    return term
 
 
 def local_ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -148,17 +154,12 @@ def local_ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> 
     which is what the encoder's spatially adaptive mode compares with the quality target.
     Scales stop early on images too small to halve again.
     """
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     h, w = a.shape[-2:]
     x, y = a.float(), b.float()
     out = torch.ones(a.shape[0], a.shape[1], h, w, device=a.device)
     scales = [wt for s, wt in enumerate(_MS_WEIGHTS) if min(h, w) >> s >= 1]
     for s, weight in enumerate(scales):
-        mx, my, xx, yy, xy = _gauss_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(5, dim=1)
-        vx, vy, cov = xx - mx**2, yy - my**2, xy - mx * my
-        term = (2 * cov + c2) / (vx + vy + c2)                       # contrast-structure
-        if s == len(scales) - 1:
-            term = term * (2 * mx * my + c1) / (mx**2 + my**2 + c1)  # luminance at the coarsest scale
+        term = _scale_term(x, y, data_range, s == len(scales) - 1)
         if term.shape[-2:] != x.shape[-2:]:  # a valid filter: replicate the border values outwards
             dh, dw = x.shape[-2] - term.shape[-2], x.shape[-1] - term.shape[-1]
             term = F.pad(term, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")

@@ -271,3 +271,21 @@ def test_the_best_model_decodes_without_an_option_and_beats_the_default_at_equal
     default = next(d for d in (lstmcodec.encode(parrots, iterations=i) for i in range(16, 0, -1)) if len(d) <= len(data))
     assert lstmcodec.info(default).iterations >= 10
     assert best > metrics.ms_ssim(_decode_rgb(default), parrots) and best > 0.975
+
+
+def test_read_only_pixels_are_copied_not_handed_to_torch(parrots, monkeypatch):
+    """np.asarray of a PIL image is read-only; torch.from_numpy of such an array warns (once per process) that
+    writing to it is undefined. to_tensor copies it first, and the tensor is the same."""
+    from lstmcodec.codec import to_tensor
+
+    rgb = parrots   # np.asarray of the PIL image
+    assert not rgb.flags.writeable
+    expected = to_tensor(rgb.copy())
+    real = torch.from_numpy
+
+    def checked(a):
+        assert a.flags.writeable, "a read-only array reached torch.from_numpy"
+        return real(a)
+
+    monkeypatch.setattr(torch, "from_numpy", checked)
+    assert torch.equal(to_tensor(rgb), expected)

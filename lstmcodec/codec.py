@@ -39,7 +39,7 @@ from .nets.tail import Gate
 def to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """H x W x 3 uint8 -> 1 x 3 x H' x W' in [-0.5, 0.5], edge-padded to whole blocks, channels-last."""
     h, w = rgb.shape[:2]
-    if not rgb.flags.writeable:   # np.asarray(PIL image) is read-only: torch would warn on every first call
+    if not rgb.flags.writeable:   # np.asarray(PIL image) is read-only, and torch warns of such arrays
         rgb = rgb.copy()
     x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0 - 0.5
     ph, pw = padded(h) - h, padded(w) - w

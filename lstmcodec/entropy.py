@@ -25,6 +25,8 @@ The encoder picks the smallest of the four for every chunk (method 3 only where 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import constriction
 import numpy as np
 
@@ -42,6 +44,31 @@ def _ans(method: int, bits: np.ndarray, probabilities: np.ndarray, head: bytes =
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(bits.ravel().astype(np.int32), _BERNOULLI, probabilities.ravel().astype(np.float64))
     return bytes([method]) + head + coder.get_compressed().astype("<u4").tobytes()
+
+
+# -log2(k / ONE): what a bit of probability k / ONE costs an ideal coder
+_COST = -np.log2(np.maximum(np.arange(ONE + 1), 0.5) / ONE)
+
+
+def _info_bytes(bits: np.ndarray, p: np.ndarray) -> float:
+    """The ideal size in bytes of `bits` coded with probabilities p / ONE of a 1 (integers 1..ONE-1), with the method
+    byte: what _ans's payload takes, to a few bytes (see _smallest)."""
+    return float(_COST[np.where(bits.astype(bool), p, ONE - p)].sum()) / 8 + 1
+
+
+def _smallest(candidates: list[tuple[float, Callable[[], bytes]]], n: int) -> bytes:
+    """The shortest of the candidate payloads (the first of equals), each given as (its ideal size in bytes, how to
+    make it), without coding those that cannot be the shortest. An ANS payload lies within a few bytes of its ideal
+    size (measured: 1.6 below to 6.8 above; its state's last word can hold a few bits, and its flush adds some), and
+    constriction's 24-bit rounding of probabilities of at least 1/4096 moves it by at most log2(1 + 2^-12) bits per
+    bit (n bits: n / 2^14 bytes). So a candidate whose ideal size exceeds a payload already made by more than
+    8 + n / 2^14 bytes is never the shortest, and is not made."""
+    slack = 8 + n / (1 << 14)
+    made: dict[int, bytes] = {}
+    for i in sorted(range(len(candidates)), key=lambda i: candidates[i][0]):
+        if not made or candidates[i][0] - slack <= min(map(len, made.values())):
+            made[i] = candidates[i][1]()
+    return min((made[i] for i in sorted(made)), key=len)
 
 
 def _unans(body: bytes) -> constriction.stream.stack.AnsCoder:
@@ -62,6 +89,11 @@ def _contexts(shape: tuple[int, int, int], prev: np.ndarray | None) -> tuple[np.
 def encode_plane(bits: np.ndarray, prev: np.ndarray | None = None) -> bytes:
     """Methods 0 and 1: bits is a C x H x W array of 0/1 (uint8); prev the previous iteration's plane or None."""
     bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    return _smallest(_simple_candidates(bits, prev), bits.size)
+
+
+def _simple_candidates(bits: np.ndarray, prev: np.ndarray | None) -> list[tuple[float, Callable[[], bytes]]]:
+    """Methods 0 and 1 as _smallest's candidates (method 0 first: it wins a tie)."""
     raw = bytes([RAW]) + np.packbits(bits.ravel()).tobytes()
     ctx, per_channel = _contexts(bits.shape, prev)
     n_ctx = bits.shape[0] * per_channel
@@ -69,8 +101,9 @@ def encode_plane(bits: np.ndarray, prev: np.ndarray | None = None) -> bytes:
     ones = np.bincount(ctx, weights=flat, minlength=n_ctx)
     total = np.bincount(ctx, minlength=n_ctx)
     table = np.clip(np.round(256 * (ones + 0.5) / (total + 1.0)), 1, 255).astype(np.uint8)
-    coded = _ans(CONTEXT, flat, table[ctx].astype(np.float64) / 256, table.tobytes())
-    return coded if len(coded) < len(raw) else raw
+    p = table[ctx].astype(np.int64) * (ONE // 256)
+    return [(len(raw), lambda: raw),
+            (n_ctx + _info_bytes(flat, p), lambda: _ans(CONTEXT, flat, p / ONE, table.tobytes()))]
 
 
 def decode_plane(payload: bytes, shape: tuple[int, int, int], prev: np.ndarray | None = None) -> np.ndarray:
@@ -140,12 +173,14 @@ class PlaneCoder:
         self.ones = np.zeros((channels, 2 << self.k), dtype=np.int64)
         self.total = np.zeros_like(self.ones)
 
-    def _table(self, c: int | None, context: np.ndarray) -> np.ndarray:
+    def _table(self, c: int | None, context: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
         """Integer probabilities of the bits of channel c (None: every channel, context C x N) in their contexts
-        (previous bit, pattern): the prior mixed with the counts, worked out only where a bit needs it."""
+        (previous bit, pattern): the prior mixed with the counts, worked out only where a bit needs it. `prior`:
+        the prior's entries at those contexts, where the caller has them already."""
         if c is None:
             at = lambda table: np.take_along_axis(table, context, axis=1)  # noqa: E731
-            prior, ones, total = at(self.prior[iteration_bucket(self.t)]), at(self.ones), at(self.total)
+            prior = at(self.prior[iteration_bucket(self.t)]) if prior is None else prior
+            ones, total = at(self.ones), at(self.total)
         else:
             prior = self.prior[iteration_bucket(self.t), c][context]
             ones, total = self.ones[c][context], self.total[c][context]
@@ -189,19 +224,20 @@ class PlaneCoder:
         if active is not None:
             bits = np.ascontiguousarray(bits[:, active][:, None, :])
         prev = self._previous(active)
-        candidates = [encode_plane(bits, prev)]
         local = _local_contexts(bits, prev, self.k)
         flat, contexts = bits.reshape(bits.shape[0], -1), local.reshape(bits.shape[0], -1)
+        candidates = _simple_candidates(bits, prev)     # (the payload's ideal size, how to make it), ties to the first
         if self.prior is not None:
-            probs = self._table(None, contexts)
-            candidates.append(_ans(LEARNED, flat, probs / ONE))
+            bucket = iteration_bucket(self.t)
+            table_p = np.take_along_axis(self.prior[bucket], contexts, axis=1)
+            probs = self._table(None, contexts, table_p)
+            candidates.append((_info_bytes(flat, probs), lambda p=probs: _ans(LEARNED, flat, p / ONE)))
         if self.mixer is not None:
             previous = _previous_bits(prev, bits.shape).reshape(bits.shape[0], -1).astype(np.float32)
-            part, flat_f = self.mixer.previous_part(iteration_bucket(self.t), previous), flat.astype(np.float32)
-            probs = np.stack([self._mixed(c, contexts[c], flat_f, part) for c in range(bits.shape[0])])
-            candidates.append(_ans(MIXED, flat, probs / ONE))
+            probs = self.mixer.plane_probabilities(bucket, flat.astype(np.float32), previous, table_p)
+            candidates.append((_info_bytes(flat, probs), lambda p=probs: _ans(MIXED, flat, p / ONE)))
         self._update(bits, local, active, shape)
-        return min(candidates, key=len)
+        return _smallest(candidates, flat.size)
 
     def decode(self, payload: bytes, shape: tuple[int, int, int], active: np.ndarray | None = None) -> np.ndarray:
         """Inverse of encode, for the next plane of the image: the C x H x W plane (0 where not coded).

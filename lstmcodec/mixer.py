@@ -14,6 +14,7 @@ from .tables import BUCKETS, ONE
 LOGIT_ONE = 256          # the mixer's logits are integers in units of 1/256
 LOGIT_MAX = 2304         # and are clamped to +-9.0 before the squash table
 MAX_HIDDEN = 64
+CHUNK = 8192           # positions per batched product of plane_probabilities (bounds its memory)
 
 
 def mixer_inputs(channels: int) -> int:
@@ -101,19 +102,39 @@ class Mixer:
         x = part if k == 0 else self._w_earlier[g][:, self.channels - 1 - k:] @ bits[c - k:c] + part
         return self._output(g, x, table_p)
 
-    def _output(self, g: int, x: np.ndarray, table_p: np.ndarray) -> np.ndarray:
-        """The integer formula from the first layer's sum x (H x N, without the table's logit) on."""
+    def plane_probabilities(self, bucket: int, bits: np.ndarray, previous: np.ndarray, table_p: np.ndarray,
+                            chunk: int = CHUNK) -> np.ndarray:
+        """channel_probabilities of every channel of a plane at once, for an encoder, which has all its bits: bits and
+        previous C x N float32 of 0/1 (the plane and the previous iteration's), table_p C x N; returns C x N. The same
+        integers (the sums are exact in any order), in a few batched products over `chunk` positions at a time."""
+        c, n = bits.shape
+        w_earlier = self._w_earlier[bucket * c:(bucket + 1) * c]                     # C x H x (C-1), far first
+        g = np.arange(bucket * c, (bucket + 1) * c)
+        out = np.empty((c, n), dtype=np.int64)
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            # the earlier channels of channel i, far first: channels i-C+1 .. i-1, zeros before channel 0
+            padded = np.concatenate([np.zeros((c - 1, b - a), np.float32), bits[:c - 1, a:b]])
+            earlier = np.stack([padded[i:i + c - 1] for i in range(c)])               # C x (C-1) x n
+            x = np.matmul(w_earlier, earlier)
+            x += self.previous_part(bucket, previous[:, a:b])
+            out[:, a:b] = self._output(g, x, table_p[:, a:b])
+        return out
+
+    def _output(self, g, x: np.ndarray, table_p: np.ndarray) -> np.ndarray:
+        """The integer formula from the first layer's sum x (H x N, without the table's logit) on; for one group g, or
+        for an array of groups with x (G x H x N) and table_p (G x N)."""
         # in float64, every value an integer below 2^53, so each step is exact; floor(v / 2^n) is v >> n
         s = self.stretch_f[table_p]
         u = x.astype(np.float64)
         u *= LOGIT_ONE
-        u += self.w1[g, 2 * self.channels - 1][:, None] * s
+        u += self.w1[g, 2 * self.channels - 1][..., None] * s[..., None, :]
         h = np.maximum(u, 0, out=u)
         w2 = self.w2[g]
-        hidden = len(w2) - 2
-        logit = np.floor((w2[:hidden] @ h) * 2.0 ** -16)
-        logit += np.floor(s * (w2[hidden] * 2.0 ** -8))
-        logit += w2[hidden + 1] + LOGIT_MAX
+        hidden = w2.shape[-1] - 2
+        logit = np.floor(np.matmul(w2[..., None, :hidden], h)[..., 0, :] * 2.0 ** -16)
+        logit += np.floor(s * (w2[..., hidden, None] * 2.0 ** -8))
+        logit += w2[..., hidden + 1, None] + LOGIT_MAX
         return self.squash[np.clip(logit, 0, 2 * LOGIT_MAX).astype(np.intp)]
 
 

@@ -165,10 +165,54 @@ def test_mixer_round_trips_and_sees_beyond_the_table():
         entropy.PlaneCoder(prior).decode(mixed[0], image[0].shape)
 
 
+@pytest.mark.parametrize("kind", ["noise", "skewed", "lagged", "near-tie"])
+def test_the_encoder_skips_only_payloads_that_cannot_be_the_smallest(monkeypatch, kind):
+    """PlaneCoder.encode makes only the payloads whose ideal size could still beat the best one made; its chunks must
+    be those of making all four and keeping the smallest (the first of equals), and each ideal size a lower bound of
+    its payload, to the documented margin. The planes cover each method winning and payloads a few bytes apart."""
+    rng = np.random.default_rng(8)
+    prior = tables.learn_prior(list(_lagged_planes(rng)[None]), 4)
+    if kind == "noise":      # raw wins, the others a few bytes behind
+        image = rng.integers(0, 2, (4, 32, 12, 16), dtype=np.uint8)
+    elif kind == "skewed":   # the per-chunk table and the learned one near each other
+        image = (rng.random((4, 32, 12, 16)) < 0.2).astype(np.uint8)
+    elif kind == "lagged":   # the mixer wins by far
+        image = _lagged_planes(rng)
+    else:                    # bits whose ideal costs under every method lie within a few bytes of one another
+        image = (rng.random((4, 32, 12, 16)) < 0.47).astype(np.uint8)
+    made, sizes = [], []
+    real_ans, real_smallest = entropy._ans, entropy._smallest
+
+    def ans(*args):
+        made.append(real_ans(*args))
+        return made[-1]
+
+    def every_one(candidates, n):
+        payloads = [make() for _, make in candidates]
+        sizes.extend((ideal, len(p), n) for (ideal, _), p in zip(candidates, payloads))
+        return min(payloads, key=len)
+
+    monkeypatch.setattr(entropy, "_ans", ans)
+    coder = entropy.PlaneCoder(prior, 32, _mixer_reading(20))
+    fast = [coder.encode(p) for p in image]
+    calls = len(made)
+    monkeypatch.setattr(entropy, "_smallest", every_one)
+    coder = entropy.PlaneCoder(prior, 32, _mixer_reading(20))
+    full = [coder.encode(p) for p in image]
+    assert fast == full
+    assert calls < len(made)  # it did skip some
+    for ideal, actual, n in sizes:
+        assert ideal - (8 + n / (1 << 14)) <= actual <= ideal + 16
+    monkeypatch.setattr(entropy, "_smallest", real_smallest)
+    dec = entropy.PlaneCoder(prior, 32, _mixer_reading(20))
+    assert all(np.array_equal(dec.decode(c, p.shape), p) for c, p in zip(fast, image))
+
+
 def test_mixer_arithmetic_is_the_documented_integer_formula():
     """The coder's float matrix products (a float32 first layer, the previous iteration's share for all channels at
     once) must give exactly the integers of mixers.Mixer's formula (computed here with Python integers), for every
-    group and channel and at the extremes of the weights, so that every machine decodes the same bits."""
+    group and channel and at the extremes of the weights, so that every machine decodes the same bits; and the
+    encoder's batched products over a whole plane must give the decoder's channel-by-channel numbers."""
     rng = np.random.default_rng(6)
     groups, hidden, n = tables.BUCKETS * 32, 16, 50
     stretch, squash = mixers.logit_tables()
@@ -181,9 +225,14 @@ def test_mixer_arithmetic_is_the_documented_integer_formula():
     bits = rng.integers(0, 2, (32, n))
     previous = rng.integers(0, 2, (32, n))
     table_p = rng.integers(1, tables.ONE, n)
+    plane_p = rng.integers(1, tables.ONE, (32, n))
     for bucket in range(tables.BUCKETS):
         part = mixer.previous_part(bucket, previous.astype(np.float32))
+        # the encoder's batched form (all channels at once, here in chunks of 16 positions) gives the decoder's numbers
+        batched = mixer.plane_probabilities(bucket, bits.astype(np.float32), previous.astype(np.float32), plane_p, 16)
         for ch in range(32):
+            one = mixer.channel_probabilities(bucket, ch, bits.astype(np.float32), part[ch], plane_p[ch])
+            assert np.array_equal(batched[ch], one), (bucket, ch)
             got = mixer.channel_probabilities(bucket, ch, bits.astype(np.float32), part[ch], table_p)
             g, earlier = bucket * 32 + ch, bits[:ch][::-1][:31]   # channels ch-1, ch-2, ... nearest first
             for i in range(n):

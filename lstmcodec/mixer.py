@@ -121,7 +121,7 @@ class Mixer:
             out[:, a:b] = self._output(g, x, table_p[:, a:b])
         return out
 
-    def _output(self, g, x: np.ndarray, table_p: np.ndarray) -> np.ndarray:
+    def _output(self, g: int | np.ndarray, x: np.ndarray, table_p: np.ndarray) -> np.ndarray:
         """The integer formula from the first layer's sum x (H x N, without the table's logit) on; for one group g, or
         for an array of groups with x (G x H x N) and table_p (G x N)."""
         # in float64, every value an integer below 2^53, so each step is exact; floor(v / 2^n) is v >> n

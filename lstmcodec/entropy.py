@@ -175,11 +175,10 @@ class PlaneCoder:
 
     def _table(self, c: int | None, context: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
         """Integer probabilities of the bits of channel c (None: every channel, context C x N) in their contexts
-        (previous bit, pattern): the prior mixed with the counts, worked out only where a bit needs it. `prior`:
-        the prior's entries at those contexts, where the caller has them already."""
+        (previous bit, pattern): the prior mixed with the counts, worked out only where a bit needs it. For every
+        channel, `prior` gives the prior's entries at those contexts (the encoder has them for the mixer too)."""
         if c is None:
             at = lambda table: np.take_along_axis(table, context, axis=1)  # noqa: E731
-            prior = at(self.prior[iteration_bucket(self.t)]) if prior is None else prior
             ones, total = at(self.ones), at(self.total)
         else:
             prior = self.prior[iteration_bucket(self.t), c][context]

@@ -165,11 +165,12 @@ def test_mixer_round_trips_and_sees_beyond_the_table():
         entropy.PlaneCoder(prior).decode(mixed[0], image[0].shape)
 
 
-@pytest.mark.parametrize("kind", ["noise", "skewed", "lagged", "near-tie"])
+@pytest.mark.parametrize("kind", ["noise", "skewed", "lagged", "barely-compressible"])
 def test_the_encoder_skips_only_payloads_that_cannot_be_the_smallest(monkeypatch, kind):
     """PlaneCoder.encode makes only the payloads whose ideal size could still beat the best one made; its chunks must
     be those of making all four and keeping the smallest (the first of equals), and each ideal size a lower bound of
-    its payload, to the documented margin. The planes cover each method winning and payloads a few bytes apart."""
+    its payload, to the documented margin. The planes cover each method winning, by 26 to 270 bytes (near ties: the
+    next test)."""
     rng = np.random.default_rng(8)
     prior = tables.learn_prior(list(_lagged_planes(rng)[None]), 4)
     if kind == "noise":      # raw wins, the others a few bytes behind
@@ -178,7 +179,7 @@ def test_the_encoder_skips_only_payloads_that_cannot_be_the_smallest(monkeypatch
         image = (rng.random((4, 32, 12, 16)) < 0.2).astype(np.uint8)
     elif kind == "lagged":   # the mixer wins by far
         image = _lagged_planes(rng)
-    else:                    # bits whose ideal costs under every method lie within a few bytes of one another
+    else:                    # raw wins, the per-chunk table 26 to 56 bytes behind
         image = (rng.random((4, 32, 12, 16)) < 0.47).astype(np.uint8)
     made, sizes = [], []
     real_ans, real_smallest = entropy._ans, entropy._smallest
@@ -206,6 +207,27 @@ def test_the_encoder_skips_only_payloads_that_cannot_be_the_smallest(monkeypatch
     monkeypatch.setattr(entropy, "_smallest", real_smallest)
     dec = entropy.PlaneCoder(prior, 32, _mixer_reading(20))
     assert all(np.array_equal(dec.decode(c, p.shape), p) for c, p in zip(fast, image))
+
+
+def test_near_ties_are_all_coded_and_the_first_of_equals_wins():
+    """_smallest codes every candidate whose ideal size is within its margin of a payload already made, so that the
+    pick is the exhaustive one where payloads come out a few bytes apart or equal; beyond the margin it codes nothing."""
+    made = []
+
+    def payload(tag: int, length: int):
+        return lambda: made.append(tag) or bytes([tag]) * length
+
+    # a payload the same length as the first one (ideal 3 bytes under it): coded, and the first one wins the tie
+    assert entropy._smallest([(100, payload(0, 100)), (97, payload(1, 100)), (150, payload(2, 153))], 800) == bytes(100)
+    assert sorted(made) == [0, 1]
+    made.clear()
+    # a payload one byte shorter with a larger ideal size (within the margin): coded, and it wins
+    assert entropy._smallest([(100, payload(0, 100)), (105, payload(1, 99))], 800) == bytes([1]) * 99
+    assert sorted(made) == [0, 1]
+    made.clear()
+    # ideal size 8 + 800 / 2^14 bytes and more above the payload made: not coded
+    assert entropy._smallest([(100, payload(0, 100)), (108.1, payload(1, 99))], 800) == bytes(100)
+    assert made == [0]
 
 
 def test_mixer_arithmetic_is_the_documented_integer_formula():

@@ -91,6 +91,7 @@ def memory_guard(what: str):
 
 # ----------------------------------------------------------------------------- the codec
 
+BATCH = 16     # images of one size the networks take at once on CUDA (compress_many, decompress_many)
 REGION = 512   # side in pixels of the regions a large untiled file is decoded in (with their margins, ~0.4 MP)
 
 
@@ -296,17 +297,93 @@ class Codec(RecurrentCodec):
         except ValueError as e:
             raise CodecError(str(e)) from None
         planes, masks = self.encode_planes(src.rgb, iterations, plan, on_iteration)
+        result = self._entropy_code(src, planes, masks, iterations, plan)
+        if plan is not None and on_iteration is not None:
+            on_iteration(iterations)
+        return result
+
+    def _entropy_code(self, src: SourceImage, planes: list[np.ndarray], masks: list[np.ndarray | None],
+                      iterations: int, plan: tiling.Tiling | None = None) -> EncodeResult:
+        """The file of an image's bit planes: entropy-coded, with the iteration map where blocks differ in count."""
         counts = sum(np.ones(planes[0].shape[1:], np.int64) if m is None else m.astype(np.int64) for m in masks)
         uniform = bool((counts == counts.flat[0]).all())
         if uniform:   # every block the same count: a plain file, no map to pay for
             masks = [None] * len(planes)
         coder = self.plane_coder()
         payloads = [coder.encode(p, m) for p, m in zip(planes, masks)]
-        if plan is not None and on_iteration is not None:
-            on_iteration(iterations)
         iteration_map = None if uniform else encode_map(counts, 1)   # version 2: a count per block
         return EncodeResult(self.frame(src, payloads, iteration_map, plan=plan),
                             src.notices + self.beyond_training(iterations))
+
+    def compress_many(self, images, iterations: int = 8, batch: int | None = None) -> list[bytes]:
+        """compress() of several images (each a path, bytes, PIL image or array), the networks running on up to
+        `batch` images of the same padded size at once (default: BATCH on CUDA, 1 on the CPU, where one image at a
+        time is faster: its large tensors are cut into bands that stay in cache). Each file decodes alone; on the CPU
+        it is byte for byte the file compress() writes (on CUDA, whose convolution algorithms may depend on the batch,
+        a bit near zero may come out the other way)."""
+        return [r.data for r in self.encode_sources([prepare(open_image(i)) for i in images], iterations, batch)]
+
+    def encode_sources(self, sources: list[SourceImage], iterations: int = 8, batch: int | None = None
+                       ) -> list[EncodeResult]:
+        """compress_many() of prepared images, with each one's notices. Images large enough to be tiled are coded
+        one at a time (encode_source)."""
+        if not 1 <= iterations <= container.MAX_ITERATIONS:
+            raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+        batch = self.default_batch() if batch is None else batch
+        if batch < 1:
+            raise CodecError("batch must be at least 1")
+        results: list[EncodeResult | None] = [None] * len(sources)
+        for group in self._groups(sources, batch, lambda s: s.rgb.shape[:2]):
+            if len(group) == 1:
+                results[group[0]] = self.encode_source(sources[group[0]], iterations)
+                continue
+            coded = self.encode_planes_batch([sources[i].rgb for i in group], iterations)
+            for i, (planes, masks) in zip(group, coded):
+                results[i] = self._entropy_code(sources[i], planes, masks, iterations)
+        return results
+
+    def default_batch(self) -> int:
+        return BATCH if self.device.type == "cuda" else 1
+
+    @staticmethod
+    def _groups(items: list, batch: int, size: Callable) -> Iterator[list[int]]:
+        """Indices of `items` in groups of at most `batch` that share a padded size and are not tiled (each tiled
+        one, or one over the pixel cap, alone; its own call reports what is wrong with it)."""
+        by_size: dict[tuple, list[int]] = {}
+        for i, item in enumerate(items):
+            h, w = size(item)
+            key = (padded(h), padded(w))
+            if batch == 1 or key[0] * key[1] > tiling.THRESHOLD:
+                yield [i]
+            else:
+                by_size.setdefault(key, []).append(i)
+        for members in by_size.values():
+            for k in range(0, len(members), batch):
+                yield members[k:k + batch]
+
+    def encode_planes_batch(self, rgbs: list[np.ndarray], iterations: int
+                            ) -> list[tuple[list[np.ndarray], list[np.ndarray | None]]]:
+        """encode_planes() of images of one padded size (none tiled), the networks running on all of them at once:
+        each image's planes and masks, each ending where its own encode would (its first plane no block receives)."""
+        for rgb in rgbs:
+            check_size(rgb.shape[1], rgb.shape[0])
+        with torch.inference_mode(), memory_guard("encode these images"):
+            x = torch.cat([to_tensor(rgb, self.device) for rgb in rgbs]).contiguous(memory_format=torch.channels_last)
+            gate = Gate(self.tail, x) if self.tail is not None and iterations > self.tail.start else None
+            out: list[tuple[list, list]] = [([], []) for _ in rgbs]
+            done = [False] * len(rgbs)
+            for b, _ in self.iterate(x, iterations, gate, decode_last=False):
+                alive = None if gate is None or gate.alive is None else (gate.alive[:, 0] > 0).cpu().numpy()
+                bits = (b > 0).to(torch.uint8).cpu().numpy()
+                for i, (planes, masks) in enumerate(out):
+                    if done[i] or (alive is not None and not alive[i].any()):
+                        done[i] = True
+                        continue
+                    planes.append(bits[i])
+                    masks.append(None if alive is None else alive[i])
+                if all(done):
+                    break
+            return out
 
     def beyond_training(self, iterations: int) -> list[str]:
         """A notice when more iterations are asked for than the weights were trained to use."""
@@ -374,6 +451,58 @@ class Codec(RecurrentCodec):
         """The image of a .lstm file (bytes or a path) from its first `iterations` iterations (all by default)."""
         d = self.read(data, iterations)
         return d.image(next(self.reconstructions(d, every=False)))
+
+    def decompress_many(self, files: list, iterations: int | None = None, batch: int | None = None
+                        ) -> list[Image.Image]:
+        """decompress() of several files (bytes or paths), the decoder running on up to `batch` images at once where
+        files share their padded size and iteration count (default: BATCH on CUDA, 1 on the CPU). Every file is read
+        and entropy-decoded before any pixel; each image is the one decompress() gives, to float rounding."""
+        decoded = [self.read(f, iterations) for f in files]
+        batch = self.default_batch() if batch is None else batch
+        if batch < 1:
+            raise CodecError("batch must be at least 1")
+        images: list[Image.Image | None] = [None] * len(decoded)
+        plain = [d.plan is None for d in decoded]
+        keyed = [(len(d.planes), d.tail) if ok else None for d, ok in zip(decoded, plain)]
+        for group in self._groups(list(range(len(decoded))), batch,
+                                  lambda i: (decoded[i].header.height, decoded[i].header.width)):
+            # within a size group, only files with the same count of planes and tail run together
+            for sub in self._split(group, keyed):
+                if len(sub) == 1:
+                    d = decoded[sub[0]]
+                    images[sub[0]] = d.image(next(self.reconstructions(d, every=False)))
+                else:
+                    for i, rgb in zip(sub, self.reconstruct_batch([decoded[i] for i in sub])):
+                        images[i] = decoded[i].image(rgb)
+        return images
+
+    @staticmethod
+    def _split(group: list[int], keys: list) -> Iterator[list[int]]:
+        if len(group) == 1 or any(keys[i] is None for i in group):
+            yield from ([i] for i in group)
+            return
+        by_key: dict = {}
+        for i in group:
+            by_key.setdefault(keys[i], []).append(i)
+        yield from by_key.values()
+
+    def reconstruct_batch(self, files: list[Decoded]) -> list[np.ndarray]:
+        """The last reconstruction of untiled files of one padded size, plane count and tail, decoded as one batch."""
+        with torch.inference_mode(), memory_guard("decode these images"):
+            bits, masks = [], []
+            for t in range(len(files[0].planes)):
+                ms = [d.masks[t] for d in files]
+                mask = None
+                if any(m is not None and not m.all() for m in ms):
+                    mask = torch.cat([mask_tensor(np.ones(files[0].planes[t].shape[1:], bool) if m is None else m,
+                                                  self.device) for m in ms])
+                b = torch.cat([plane_to_bits(d.planes[t], self.device) for d in files])
+                bits.append(b if mask is None else b * mask)
+                masks.append(mask)
+            x_hat = None
+            for x_hat in self.reconstruct(bits, masks, every=False, tail=files[0].tail):
+                pass
+            return [to_rgb(x_hat[i:i + 1], d.header.height, d.header.width) for i, d in enumerate(files)]
 
     def decompress_progressive(self, data: bytes | str | os.PathLike, iterations: int | None = None
                                ) -> Iterator[Image.Image]:

@@ -15,7 +15,8 @@ training on a machine whose accelerator time is counted, and is done afterwards 
 scripts/learn_entropy_tables.py; --tables learn does it in the job). --out receives only:
 
     NAME.pt          the weights in the shipped format (fp16, one-byte table + mixer), <= 16 MiB
-    log.json         steps, seconds, step rate, losses, held-back validation before and after
+    log.json         steps, seconds, step rate, losses, held-back validation before and after (and with
+                     --throughput DIR, the bundled model's images per second at -i 16 on DIR, batched)
     checkpoint.pt    what --resume needs (model, EMA, optimizer, in half precision), split into parts <= 15 MiB
 
 On a machine that has torch, numpy and Pillow but not constriction and pytorch-msssim, --wheels DIR installs them
@@ -64,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--table-images", type=int, help="override the recipe's [tables] images")
     p.add_argument("--table-k", type=int, help="override the recipe's [tables] k")
     p.add_argument("--mixer-images", type=int, help="override the recipe's [tables] mixer-images")
+    p.add_argument("--throughput", metavar="DIR", help="codec: after training, also the bundled model's images per "
+                   "second at -i 16 on the images of DIR (encode and decode, batched; e.g. Kodak images)")
     p.add_argument("--work", help="scratch folder for the run's full checkpoints (default: a temporary folder)")
     return p.parse_args(argv)
 
@@ -159,8 +162,15 @@ def job(args: argparse.Namespace, work: Path) -> int:
     if args.task == "codec" and recipe.tail:   # a new network needs its own tail, fitted on any CPU in minutes
         tables["tail"] = f"none: fit it with scripts/fit_tail.py and the recipe's [tail]: {recipe.tail}"
     save_checkpoint(run_dir / "last.pt", out)
-    (out / "log.json").write_text(json.dumps(report(run_dir, args, options, tables, final, time.time() - t_start),
-                                             indent=1) + "\n")
+    log = report(run_dir, args, options, tables, final, time.time() - t_start)
+    if args.throughput and args.task == "codec":   # after the weights are safe: a failure here loses nothing
+        try:
+            from scripts.bench_speed import images_per_second
+            log["throughput"] = images_per_second(recipe.name, args.throughput, str(device))
+        except (Exception, SystemExit) as e:   # reported in the log; the job's weights stand
+            log["throughput"] = f"failed: {type(e).__name__}: {e}"
+        runtime.log(f"accelerator job: {log['throughput']}")
+    (out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     runtime.log(f"accelerator job: wrote {final}, {out / 'log.json'} and the checkpoint to {out}")
     return 0
 

@@ -7,6 +7,7 @@ optionally the networks' work, the entropy coder alone, and images per second on
     python scripts/bench_speed.py IMAGE --models best --precisions fp32 bf16   # the two arithmetics side by side
     python scripts/bench_speed.py IMAGE --entropy --work        # + the entropy coder alone, MACs per pixel
     python scripts/bench_speed.py IMAGE --kodak ../shared/data/kodak --device cuda   # + images per second at -i 16
+    python scripts/bench_speed.py IMAGE --kodak DIR --no-peer --batch 4   # the same, 4 images per network call
 
 lstmcodec's times are whole API calls (network, entropy coding, container); CompressAI's are model.compress /
 model.decompress (network and entropy coding). CompressAI is optional (pip install compressai). It fetches its
@@ -106,20 +107,33 @@ def entropy_speed(codec, data: bytes, runs: int) -> str:
             f"{statistics.median(enc_t):.3f} s, decode {statistics.median(dec_t):.3f} s")
 
 
-def images_per_second(model: str, folder: str, device: str, precision: str = "auto", iterations: int = 16) -> str:
-    """Kodak-style throughput: every image of `folder` encoded and decoded at `iterations`, the model loaded once."""
+def images_per_second(model: str, folder: str, device: str, precision: str = "auto", iterations: int = 16,
+                      batch: int | None = None) -> str:
+    """Kodak-style throughput: every image of `folder` encoded, then every file decoded, the model loaded once and
+    the networks taking up to `batch` images of one size at once (Codec.compress_many / decompress_many; default:
+    their own, codec.BATCH on CUDA and 1 on the CPU). Images per second of encoding and of decoding."""
     codec = zoo.load_codec(model, device, precision)
-    srcs = [prepare(open_image(f)) for f in sorted(Path(folder).glob("*.png"))]
-    codec.decompress(codec.encode_source(srcs[0], iterations).data)  # warm-up
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    batch = codec.default_batch() if batch is None else batch
+    srcs = [prepare(open_image(f)) for f in sorted(Path(folder).iterdir()) if f.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if not srcs:
+        raise SystemExit(f"error: no PNG or JPEG images in {folder}")
+    codec.decompress_many([r.data for r in codec.encode_sources(srcs[:batch], iterations, batch)], batch=batch)  # warm-up
+
+    def sync():
+        if codec.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    sync()
     t0 = time.perf_counter()
-    for src in srcs:
-        codec.decompress(codec.encode_source(src, iterations).data)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    return f"{model} ({codec.precision}) on {device}: {len(srcs)} images of {folder} at -i {iterations}: {len(srcs) / dt:.2f} images per second"
+    files = [r.data for r in codec.encode_sources(srcs, iterations, batch)]
+    sync()
+    t1 = time.perf_counter()
+    codec.decompress_many(files, batch=batch)
+    sync()
+    t2 = time.perf_counter()
+    n = len(srcs)
+    return (f"{model} ({codec.precision}) on {device}, batches of up to {batch}: {n} images of {folder} at "
+            f"-i {iterations}: encode {n / (t1 - t0):.2f}, decode {n / (t2 - t1):.2f} images per second")
 
 
 def main(argv=None) -> int:
@@ -136,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--entropy", action="store_true", help="also time the entropy coder alone")
     p.add_argument("--work", action="store_true", help="also count the networks' multiply-accumulates")
     p.add_argument("--kodak", metavar="DIR", help="also images per second on this folder at -i 16")
+    p.add_argument("--batch", type=int, default=None,
+                   help="with --kodak: images per network call (default: 16 on CUDA, 1 on the CPU)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -199,7 +215,7 @@ def main(argv=None) -> int:
     if args.kodak:
         for m in args.models:
             for q in args.precisions:
-                print(images_per_second(m, args.kodak, args.device, q))
+                print(images_per_second(m, args.kodak, args.device, q, batch=args.batch))
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 

@@ -3,7 +3,10 @@
 dependencies a typical GPU image lacks (constriction, pytorch-msssim), in a git-ignored folder, then measure the
 bundle against its 64 MiB limit (docs/training.md).
 
-    python scripts/prepare_bundle.py --data ../shared/data/bsds432 --out bundle
+    python scripts/prepare_bundle.py --data ../shared/data/bsds432 --out bundle --eval ../shared/data/kodak
+
+--eval copies the first --eval-images photographs of a folder (8 Kodak images: 5 MB) to OUT/eval, for the job's
+images per second (accelerator_job.py --throughput); never trained on.
 
 The wheels are for CPython 3.12 on manylinux x86-64 (the accelerator image's Python), at the versions installed
 here; pip fetches them once from the package index, here, so that the training machine needs no network.
@@ -30,6 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="the training images (a folder)")
     p.add_argument("--out", default="bundle", help="the bundle folder inside the checkout (git-ignored)")
     p.add_argument("--python-version", default="3.12")
+    p.add_argument("--eval", metavar="DIR", help="also copy photographs for the job's --throughput to OUT/eval")
+    p.add_argument("--eval-images", type=int, default=8, help="how many of --eval's (by name)")
     args = p.parse_args(argv)
     out = Path(args.out)
     data, wheels = out / "data", out / "wheels"
@@ -40,6 +45,14 @@ def main(argv=None) -> int:
         sys.exit(f"error: no images in {args.data}")
     for f in images:
         shutil.copy2(f, data / f.name)
+    bundled = [data]
+    if args.eval:
+        ev = out / "eval"
+        shutil.rmtree(ev, ignore_errors=True)
+        ev.mkdir()
+        for f in [f for f in sorted(Path(args.eval).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES][:args.eval_images]:
+            shutil.copy2(f, ev / f.name)
+        bundled.append(ev)
     wheels.mkdir(exist_ok=True)
     platforms = [a for plat in PLATFORMS for a in ("--platform", plat)]
     for name in WHEELS:
@@ -47,7 +60,7 @@ def main(argv=None) -> int:
                         "--python-version", args.python_version, "--implementation", "cp", *platforms,
                         "-d", str(wheels), f"{name}=={version(name)}"], check=True)
     print(f"{len(images)} images in {data}, wheels: {', '.join(w.name for w in sorted(wheels.glob('*.whl')))}")
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "sizes.py"), "--bundle", str(data), str(wheels)]).returncode
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "sizes.py"), "--bundle", *map(str, bundled), str(wheels)]).returncode
 
 
 if __name__ == "__main__":

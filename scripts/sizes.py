@@ -1,7 +1,7 @@
 """The size limits of the project, measured: what git tracks, each weights file, the model zoo, the wheel, and the
 bundle that travels to a training machine, in a checkout:
 
-    python scripts/sizes.py [--wheel] [--bundle DATA WHEELS]
+    python scripts/sizes.py [--wheel] [--bundle DATA [EVAL] WHEELS]
 
     tracked files   <= 30 MiB  (a clone plus the 32 MB training set must fit a 64 MiB bundle)
     a weights file  <= 16 MiB
@@ -52,7 +52,7 @@ def wheel_bytes(root: Path = ROOT) -> int:
         return sum(f.stat().st_size for f in Path(tmp).glob("*.whl"))
 
 
-def report(wheel: bool = False, bundle: tuple[str, str] | None = None, root: Path = ROOT) -> tuple[list[str], bool]:
+def report(wheel: bool = False, bundle: tuple[str, ...] | None = None, root: Path = ROOT) -> tuple[list[str], bool]:
     """Lines of the measured sizes against their limits, and whether all are within them."""
     lines, ok = [], True
 
@@ -72,14 +72,15 @@ def report(wheel: bool = False, bundle: tuple[str, str] | None = None, root: Pat
     if wheel:
         check("wheel", wheel_bytes(root), LIMITS["wheel"], "MB")
     if bundle:
-        check(f"bundle (tracked files + {bundle[0]} + {bundle[1]})", tracked + tree_bytes(bundle), LIMITS["bundle"])
+        check(f"bundle (tracked files + {' + '.join(bundle)})", tracked + tree_bytes(bundle), LIMITS["bundle"])
     return lines, ok
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wheel", action="store_true", help="also build the wheel and measure it")
-    p.add_argument("--bundle", nargs=2, metavar=("DATA", "WHEELS"), help="also the training bundle with these folders")
+    p.add_argument("--bundle", nargs="+", metavar="FOLDER",
+                   help="also the training bundle with these folders (its data, eval photographs and wheels)")
     args = p.parse_args(argv)
     lines, ok = report(args.wheel, tuple(args.bundle) if args.bundle else None)
     print("\n".join(lines))

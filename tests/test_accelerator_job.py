@@ -4,6 +4,7 @@ checkpoint from which a second job continues."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,8 +57,12 @@ def test_the_job_exports_weights_a_log_and_a_checkpoint_and_resumes(tmp_path, ph
     r = run_cli("decode", tmp_path / "p.lstm", "--model", tmp_path / "out" / "fast.pt", "-o", tmp_path / "p.png")
     assert r.returncode == 0, r.stderr
 
-    r = _job("--data", photos, "--out", tmp_path / "again", "--resume", tmp_path / "out", "--tables", "learn")
+    r = _job("--data", photos, "--out", tmp_path / "again", "--resume", tmp_path / "out", "--tables", "learn",
+             "--throughput", photos)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stderr
     again = json.loads((tmp_path / "again" / "log.json").read_text())
     assert again["steps"] > log["steps"]
+    # --throughput: the bundled model's images per second at -i 16 on a folder, after the weights are written
+    assert re.fullmatch(r"fast \((fp32|bf16)\) on cpu, batches of up to 1: 20 images of .* at -i 16: encode [\d.]+, "
+                        r"decode [\d.]+ images per second", again["throughput"]), again["throughput"]

@@ -1,0 +1,54 @@
+"""Several images through the networks at once (Codec.compress_many / decompress_many): the files and the pixels are
+the ones the one-image calls give, whatever the grouping."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstmcodec import zoo
+from lstmcodec.errors import CodecError
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return zoo.load_codec("fast")
+
+
+@pytest.fixture(scope="module")
+def images(parrots, houses):
+    """Two sizes; three images of parrots' padded size, one of them smaller inside it; a flat one that the linear
+    tail's gate stops after the networks' iterations (no block gains from a stage)."""
+    return [parrots, houses, np.ascontiguousarray(parrots[::-1, ::-1]), np.ascontiguousarray(parrots[:183, :250]),
+            np.full_like(parrots, 128)]
+
+
+@pytest.mark.parametrize("iterations", [3, 14])
+def test_batched_files_are_the_files_of_one_image_at_a_time(codec, images, iterations):
+    one_by_one = [codec.compress(im, iterations) for im in images]
+    assert codec.compress_many(images, iterations, batch=3) == one_by_one
+    if iterations == 14:   # the flat image ends where the gate stopped it, the others hold every iteration
+        counts = [codec.read(f).header.iterations for f in one_by_one]
+        assert counts[0] == counts[2] == counts[3] == 14 and counts[4] == codec.tail.start
+
+
+def test_batched_decoding_gives_the_pixels_of_one_file_at_a_time(codec, images):
+    files = [codec.compress(im, n) for im, n in zip(images, (14, 3, 14, 6, 14))]
+    files.append(files[0])
+    batched = codec.decompress_many(files, batch=4)
+    assert [im.size for im in batched] == [(256, 192), (160, 160), (256, 192), (250, 183), (256, 192), (256, 192)]
+    for f, im in zip(files, batched):
+        assert np.array_equal(np.asarray(im), np.asarray(codec.decompress(f)))
+    prefix = codec.decompress_many(files[:1], iterations=5, batch=2)[0]
+    assert np.array_equal(np.asarray(prefix), np.asarray(codec.decompress(files[0], iterations=5)))
+
+
+def test_batch_errors_are_codec_errors(codec, parrots):
+    with pytest.raises(CodecError, match="batch must be at least 1"):
+        codec.compress_many([parrots], 2, batch=0)
+    with pytest.raises(CodecError, match="iterations must be between"):
+        codec.compress_many([parrots], 0)
+    data = codec.compress(parrots, 2)
+    with pytest.raises(CodecError, match="batch must be at least 1"):
+        codec.decompress_many([data], batch=0)
+    with pytest.raises(CodecError, match="2 iterations, 3 requested"):
+        codec.decompress_many([data], iterations=3)

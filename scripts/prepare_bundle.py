@@ -5,7 +5,7 @@ bundle against its 64 MiB limit (docs/training.md).
 
     python scripts/prepare_bundle.py --data ../shared/data/bsds432 --out bundle --eval ../shared/data/kodak
 
---eval copies the first --eval-images photographs of a folder (8 Kodak images: 5 MB) to OUT/eval, for the job's
+--eval copies the first --eval-images photographs of a folder (4 Kodak images: 2.4 MB) to OUT/eval, for the job's
 images per second (accelerator_job.py --throughput); never trained on.
 
 The wheels are for CPython 3.12 on manylinux x86-64 (the accelerator image's Python), at the versions installed
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bundle", help="the bundle folder inside the checkout (git-ignored)")
     p.add_argument("--python-version", default="3.12")
     p.add_argument("--eval", metavar="DIR", help="also copy photographs for the job's --throughput to OUT/eval")
-    p.add_argument("--eval-images", type=int, default=8, help="how many of --eval's (by name)")
+    p.add_argument("--eval-images", type=int, default=4, help="how many of --eval's (by name)")
     args = p.parse_args(argv)
     out = Path(args.out)
     data, wheels = out / "data", out / "wheels"

@@ -42,6 +42,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="weights file to write (may be --model itself)")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
+    if args.images < 1:
+        p.exit(1, "error: --images must be at least 1\n")
+    if not 0 <= args.mixer_images < args.images:
+        p.exit(1, f"error: --mixer-images must be from 0 to --images - 1 ({args.images - 1}): the mixer is fitted "
+                  "against a table counted on the other images\n")
+    if not 1 <= args.mixer_hidden <= 64:
+        p.exit(1, "error: --mixer-hidden must be from 1 to 64\n")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -114,3 +114,14 @@ def test_scripts_refuse_missing_data_with_one_line(tmp_path):
         r = _script(script, *args, "--out", tmp_path / "run")
         assert r.returncode != 0
         assert r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_learn_entropy_tables_refuses_a_mixer_without_images_to_count_against(tmp_path):
+    """The mixer is fitted against a table counted on the images it is not fitted on: asking for as many mixer
+    images as images leaves none, and is refused with one line before any image is coded (not a traceback)."""
+    r = _script("learn_entropy_tables.py", DATA, "--model", "fast", "--images", 4, "--mixer-images", 4,
+                "--out", tmp_path / "t.pt")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("error: --mixer-images must be from 0 to --images - 1 (3): the mixer is fitted against "
+                                "a table counted on the other images")
+    assert not (tmp_path / "t.pt").exists()

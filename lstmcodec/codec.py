@@ -91,7 +91,8 @@ def memory_guard(what: str):
 
 # ----------------------------------------------------------------------------- the codec
 
-BATCH = 16     # images of one size the networks take at once on CUDA (compress_many, decompress_many)
+BATCH = 16     # images of one size the networks take at once on CUDA (compress_many, decompress_many) ...
+BATCH_PIXELS = BATCH * 768 * 512   # ... and at most this many pixels (16 Kodak images, 3 of the largest untiled)
 REGION = 512   # side in pixels of the regions a large untiled file is decoded in (with their margins, ~0.4 MP)
 
 
@@ -347,8 +348,8 @@ class Codec(RecurrentCodec):
 
     @staticmethod
     def _groups(items: list, batch: int, size: Callable) -> Iterator[list[int]]:
-        """Indices of `items` in groups of at most `batch` that share a padded size and are not tiled (each tiled
-        one, or one over the pixel cap, alone; its own call reports what is wrong with it)."""
+        """Indices of `items` in groups of at most `batch` (and BATCH_PIXELS pixels) that share a padded size and are
+        not tiled (each tiled one, or one over the pixel cap, alone; its own call reports what is wrong with it)."""
         by_size: dict[tuple, list[int]] = {}
         for i, item in enumerate(items):
             h, w = size(item)
@@ -357,9 +358,10 @@ class Codec(RecurrentCodec):
                 yield [i]
             else:
                 by_size.setdefault(key, []).append(i)
-        for members in by_size.values():
-            for k in range(0, len(members), batch):
-                yield members[k:k + batch]
+        for (h, w), members in by_size.items():
+            n = max(1, min(batch, BATCH_PIXELS // (h * w)))
+            for k in range(0, len(members), n):
+                yield members[k:k + n]
 
     def encode_planes_batch(self, rgbs: list[np.ndarray], iterations: int
                             ) -> list[tuple[list[np.ndarray], list[np.ndarray | None]]]:

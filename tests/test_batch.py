@@ -52,3 +52,18 @@ def test_batch_errors_are_codec_errors(codec, parrots):
         codec.decompress_many([data], batch=0)
     with pytest.raises(CodecError, match="2 iterations, 3 requested"):
         codec.decompress_many([data], iterations=3)
+
+
+def test_batches_group_images_of_one_padded_size_within_a_pixel_budget():
+    from lstmcodec import codec as codec_module, tiling
+
+    sizes = [(512, 768)] * 20 + [(500, 760), (768, 512), (1088, 1920), (1080, 1920), (1078, 1911), (1081, 1920),
+                                 (1088, 1936)]
+    groups = list(codec_module.Codec._groups(sizes, 16, lambda s: s))
+    assert sorted(i for g in groups for i in g) == list(range(len(sizes)))
+    # each group one padded size, at most 16 images and BATCH_PIXELS pixels; the largest untiled size 3 at a time
+    assert [len(g) for g in groups] == [1, 16, 5, 1, 3, 1]
+    for g in groups:
+        assert len({(-(-sizes[i][0] // 16), -(-sizes[i][1] // 16)) for i in g}) == 1
+    assert 1088 * 1936 > tiling.THRESHOLD and groups[0] == [len(sizes) - 1]   # tiled: alone, as it comes
+    assert [len(g) for g in codec_module.Codec._groups(sizes, 1, lambda s: s)] == [1] * len(sizes)

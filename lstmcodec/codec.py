@@ -480,12 +480,13 @@ class Codec(RecurrentCodec):
 
     @staticmethod
     def _split(group: list[int], keys: list) -> Iterator[list[int]]:
-        if len(group) == 1 or any(keys[i] is None for i in group):
-            yield from ([i] for i in group)
-            return
+        """A size group's files by key (plane count and tail); a file without a key (tiled) alone."""
         by_key: dict = {}
         for i in group:
-            by_key.setdefault(keys[i], []).append(i)
+            if keys[i] is None:
+                yield [i]
+            else:
+                by_key.setdefault(keys[i], []).append(i)
         yield from by_key.values()
 
     def reconstruct_batch(self, files: list[Decoded]) -> list[np.ndarray]:

@@ -31,11 +31,16 @@ def test_batched_files_are_the_files_of_one_image_at_a_time(codec, images, itera
         assert counts[0] == counts[2] == counts[3] == 14 and counts[4] == codec.tail.start
 
 
-def test_batched_decoding_gives_the_pixels_of_one_file_at_a_time(codec, images):
+def test_batched_decoding_gives_the_pixels_of_one_file_at_a_time(codec, images, monkeypatch):
     files = [codec.compress(im, n) for im, n in zip(images, (14, 3, 14, 6, 14))]
-    files.append(files[0])
+    files += [files[0], codec.compress(images[0], 14, tiles=128)]   # a tiled file decodes alone, beside the batch
+    batches = []
+    batch_of = codec.reconstruct_batch
+    monkeypatch.setattr(codec, "reconstruct_batch", lambda ds: batches.append(len(ds)) or batch_of(ds))
     batched = codec.decompress_many(files, batch=4)
-    assert [im.size for im in batched] == [(256, 192), (160, 160), (256, 192), (250, 183), (256, 192), (256, 192)]
+    assert batches == [2]   # files 0 and 2 (14 planes; 3 and 4 hold 6 and 12); 5 shares the next group with the tiled 6
+    assert [im.size for im in batched] == [(256, 192), (160, 160), (256, 192), (250, 183), (256, 192), (256, 192),
+                                           (256, 192)]
     for f, im in zip(files, batched):
         assert np.array_equal(np.asarray(im), np.asarray(codec.decompress(f)))
     prefix = codec.decompress_many(files[:1], iterations=5, batch=2)[0]

@@ -188,22 +188,11 @@ class Codec(RecurrentCodec):
         holds (None: all). A model with a linear tail sends its stages only to the blocks they pay for (tail.Gate),
         and stops early once no block receives one: fewer planes than `iterations`. on_iteration(k) after
         iteration k (untiled images)."""
-        with torch.inference_mode(), memory_guard("encode this image"):
-            if plan is not None:   # tiles: every block gets every iteration
+        if plan is not None:   # tiles: every block gets every iteration
+            with torch.inference_mode(), memory_guard("encode this image"):
                 planes = self._encode_tiles(pad_rgb(rgb), iterations, plan)
-                return planes, [None] * len(planes)
-            x = to_tensor(rgb, self.device)
-            gate = Gate(self.tail, x) if self.tail is not None and iterations > self.tail.start else None
-            planes, masks = [], []
-            for b, _ in self.iterate(x, iterations, gate, decode_last=False):
-                mask = None if gate is None or gate.alive is None else gate.alive[0, 0].cpu().numpy() > 0
-                if mask is not None and not mask.any():
-                    break
-                planes.append(bits_to_plane(b))
-                masks.append(mask)
-                if on_iteration is not None:
-                    on_iteration(len(planes))
-            return planes, masks
+            return planes, [None] * len(planes)
+        return self.encode_planes_batch([rgb], iterations, on_iteration)[0]
 
     def _encode_tiles(self, rgb: np.ndarray, iterations: int, plan: tiling.Tiling) -> list[np.ndarray]:
         """Run the recurrence on each tile of a padded image in turn; returns each iteration's plane of the tiled grid."""
@@ -228,10 +217,8 @@ class Codec(RecurrentCodec):
                 for k in range(1 if every else len(d.planes), len(d.planes) + 1):
                     yield self._decode_regions(d.planes[:k], d.masks[:k], h, w, d.tail)
                 return
-            masks = [None if m is None or m.all() else mask_tensor(m, self.device) for m in d.masks]
-            bits = (plane_to_bits(p, self.device) * (1 if m is None else m) for p, m in zip(d.planes, masks))
-            for x_hat in self.reconstruct(bits, masks, every, d.tail):
-                yield to_rgb(x_hat, h, w)
+            for rgbs in self._reconstruct_stack([d], every):
+                yield rgbs[0]
 
     def _decode_tiles(self, planes: list[np.ndarray], plan: tiling.Tiling, height: int, width: int,
                       tail: bool = True) -> np.ndarray:
@@ -363,28 +350,31 @@ class Codec(RecurrentCodec):
             for k in range(0, len(members), n):
                 yield members[k:k + n]
 
-    def encode_planes_batch(self, rgbs: list[np.ndarray], iterations: int
+    def encode_planes_batch(self, rgbs: list[np.ndarray], iterations: int,
+                            on_iteration: Callable[[int], None] | None = None
                             ) -> list[tuple[list[np.ndarray], list[np.ndarray | None]]]:
-        """encode_planes() of images of one padded size (none tiled), the networks running on all of them at once:
-        each image's planes and masks, each ending where its own encode would (its first plane no block receives)."""
+        """encode_planes() of untiled images of one padded size, the networks running on all of them at once: each
+        image's planes and masks, each ending at its own first plane that no block receives. on_iteration(k) after
+        iteration k."""
         for rgb in rgbs:
             check_size(rgb.shape[1], rgb.shape[0])
-        with torch.inference_mode(), memory_guard("encode these images"):
-            x = torch.cat([to_tensor(rgb, self.device) for rgb in rgbs]).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), memory_guard("encode this image" if len(rgbs) == 1 else "encode these images"):
+            x = torch.cat([to_tensor(rgb, self.device) for rgb in rgbs]) if len(rgbs) > 1 else to_tensor(rgbs[0], self.device)
             gate = Gate(self.tail, x) if self.tail is not None and iterations > self.tail.start else None
             out: list[tuple[list, list]] = [([], []) for _ in rgbs]
             done = [False] * len(rgbs)
-            for b, _ in self.iterate(x, iterations, gate, decode_last=False):
+            for t, (b, _) in enumerate(self.iterate(x, iterations, gate, decode_last=False), 1):
                 alive = None if gate is None or gate.alive is None else (gate.alive[:, 0] > 0).cpu().numpy()
                 bits = (b > 0).to(torch.uint8).cpu().numpy()
                 for i, (planes, masks) in enumerate(out):
-                    if done[i] or (alive is not None and not alive[i].any()):
-                        done[i] = True
-                        continue
-                    planes.append(bits[i])
-                    masks.append(None if alive is None else alive[i])
+                    done[i] = done[i] or (alive is not None and not alive[i].any())
+                    if not done[i]:
+                        planes.append(bits[i])
+                        masks.append(None if alive is None else alive[i])
                 if all(done):
                     break
+                if on_iteration is not None:
+                    on_iteration(t)
             return out
 
     def beyond_training(self, iterations: int) -> list[str]:
@@ -489,23 +479,28 @@ class Codec(RecurrentCodec):
                 by_key.setdefault(keys[i], []).append(i)
         yield from by_key.values()
 
+    def _reconstruct_stack(self, files: list[Decoded], every: bool = True) -> Iterator[list[np.ndarray]]:
+        """Untiled files of one padded size, plane count and tail decoded as one batch (a block mask where any file
+        has one, all ones for the others): each file's H x W x 3 uint8 image after every iteration (every=False:
+        after the last only)."""
+        bits, masks = [], []
+        for t in range(len(files[0].planes)):
+            ms = [d.masks[t] for d in files]
+            mask = None
+            if any(m is not None and not m.all() for m in ms):
+                mask = torch.cat([mask_tensor(np.ones(files[0].planes[t].shape[1:], bool) if m is None else m,
+                                              self.device) for m in ms])
+            b = torch.cat([plane_to_bits(d.planes[t], self.device) for d in files]) if len(files) > 1 \
+                else plane_to_bits(files[0].planes[t], self.device)
+            bits.append(b if mask is None else b * mask)
+            masks.append(mask)
+        for x_hat in self.reconstruct(bits, masks, every, files[0].tail):
+            yield [to_rgb(x_hat[i:i + 1], d.header.height, d.header.width) for i, d in enumerate(files)]
+
     def reconstruct_batch(self, files: list[Decoded]) -> list[np.ndarray]:
         """The last reconstruction of untiled files of one padded size, plane count and tail, decoded as one batch."""
         with torch.inference_mode(), memory_guard("decode these images"):
-            bits, masks = [], []
-            for t in range(len(files[0].planes)):
-                ms = [d.masks[t] for d in files]
-                mask = None
-                if any(m is not None and not m.all() for m in ms):
-                    mask = torch.cat([mask_tensor(np.ones(files[0].planes[t].shape[1:], bool) if m is None else m,
-                                                  self.device) for m in ms])
-                b = torch.cat([plane_to_bits(d.planes[t], self.device) for d in files])
-                bits.append(b if mask is None else b * mask)
-                masks.append(mask)
-            x_hat = None
-            for x_hat in self.reconstruct(bits, masks, every=False, tail=files[0].tail):
-                pass
-            return [to_rgb(x_hat[i:i + 1], d.header.height, d.header.width) for i, d in enumerate(files)]
+            return next(self._reconstruct_stack(files, every=False))
 
     def decompress_progressive(self, data: bytes | str | os.PathLike, iterations: int | None = None
                                ) -> Iterator[Image.Image]:

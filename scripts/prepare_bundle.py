@@ -28,6 +28,13 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
              "manylinux1_x86_64")
 
 
+def _images(folder: str) -> list[Path]:
+    images = [f for f in sorted(Path(folder).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        sys.exit(f"error: no images in {folder}")
+    return images
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="the training images (a folder)")
@@ -38,11 +45,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     data, wheels = out / "data", out / "wheels"
+    images = _images(args.data)   # both checked before anything is removed or copied
+    evals = _images(args.eval)[:args.eval_images] if args.eval else []
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    images = [f for f in sorted(Path(args.data).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-    if not images:
-        sys.exit(f"error: no images in {args.data}")
     for f in images:
         shutil.copy2(f, data / f.name)
     bundled = [data]
@@ -50,7 +56,7 @@ def main(argv=None) -> int:
         ev = out / "eval"
         shutil.rmtree(ev, ignore_errors=True)
         ev.mkdir()
-        for f in [f for f in sorted(Path(args.eval).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES][:args.eval_images]:
+        for f in evals:
             shutil.copy2(f, ev / f.name)
         bundled.append(ev)
     wheels.mkdir(exist_ok=True)

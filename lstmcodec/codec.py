@@ -317,9 +317,7 @@ class Codec(RecurrentCodec):
         one at a time (encode_source)."""
         if not 1 <= iterations <= container.MAX_ITERATIONS:
             raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
-        batch = self.default_batch() if batch is None else batch
-        if batch < 1:
-            raise CodecError("batch must be at least 1")
+        batch = self._batch(batch)
         results: list[EncodeResult | None] = [None] * len(sources)
         for group in self._groups(sources, batch, lambda s: s.rgb.shape[:2]):
             if len(group) == 1:
@@ -332,6 +330,13 @@ class Codec(RecurrentCodec):
 
     def default_batch(self) -> int:
         return BATCH if self.device.type == "cuda" else 1
+
+    def _batch(self, batch: int | None) -> int:
+        """The batch size a *_many call asked for, or this device's default; refuses one under 1."""
+        batch = self.default_batch() if batch is None else batch
+        if batch < 1:
+            raise CodecError("batch must be at least 1")
+        return batch
 
     @staticmethod
     def _groups(items: list, batch: int, size: Callable) -> Iterator[list[int]]:
@@ -450,12 +455,9 @@ class Codec(RecurrentCodec):
         files share their padded size and iteration count (default: BATCH on CUDA, 1 on the CPU). Every file is read
         and entropy-decoded before any pixel; each image is the one decompress() gives, to float rounding."""
         decoded = [self.read(f, iterations) for f in files]
-        batch = self.default_batch() if batch is None else batch
-        if batch < 1:
-            raise CodecError("batch must be at least 1")
+        batch = self._batch(batch)
         images: list[Image.Image | None] = [None] * len(decoded)
-        plain = [d.plan is None for d in decoded]
-        keyed = [(len(d.planes), d.tail) if ok else None for d, ok in zip(decoded, plain)]
+        keyed = [(len(d.planes), d.tail) if d.plan is None else None for d in decoded]
         for group in self._groups(list(range(len(decoded))), batch,
                                   lambda i: (decoded[i].header.height, decoded[i].header.width)):
             # within a size group, only files with the same count of planes and tail run together

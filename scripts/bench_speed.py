@@ -30,6 +30,7 @@ import torch
 
 from lstmcodec import container, zoo
 from lstmcodec.codec import to_tensor
+from lstmcodec.data import list_images
 from lstmcodec.geometry import blocks
 from lstmcodec.imageio import open_image, prepare
 
@@ -114,9 +115,10 @@ def images_per_second(model: str, folder: str, device: str, precision: str = "au
     their own, codec.BATCH on CUDA and 1 on the CPU). Images per second of encoding and of decoding."""
     codec = zoo.load_codec(model, device, precision)
     batch = codec.default_batch() if batch is None else batch
-    srcs = [prepare(open_image(f)) for f in sorted(Path(folder).iterdir()) if f.suffix.lower() in (".png", ".jpg", ".jpeg")]
-    if not srcs:
-        raise SystemExit(f"error: no PNG or JPEG images in {folder}")
+    try:
+        srcs = [prepare(open_image(f)) for f in list_images([folder])]
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
     codec.decompress_many([r.data for r in codec.encode_sources(srcs[:batch], iterations, batch)], batch=batch)  # warm-up
 
     def sync():

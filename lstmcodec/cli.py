@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .errors import CodecError
-from .cliio import detach_stdout, err, note, plan_outputs, read_input, run_batch, write_output
+from .cliio import Batched, detach_stdout, err, note, plan_outputs, read_input, run_batch, write_output
 from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare, read_file
 from .zoo import DEFAULT_CODEC, DEFAULT_DENOISER, PRECISIONS
 
@@ -47,6 +47,49 @@ precision_option = click.option("--precision", type=click.Choice(PRECISIONS), de
                                      "bf16 [default: auto]")
 
 
+batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
+                            help="images the networks code at once, of one size [default: 16 on CUDA, 1 on the CPU, "
+                                 "where one at a time is faster]")
+
+
+def _batch_size(batch: int | None, device: str) -> int:
+    """--batch, or the device's default (codec.BATCH on CUDA, 1 elsewhere)."""
+    if batch is not None:
+        return batch
+    from .codec import BATCH
+    from .zoo import select
+
+    return BATCH if select(device).type == "cuda" else 1
+
+
+def _batch_pixels() -> int:
+    from .codec import BATCH_PIXELS
+
+    return BATCH_PIXELS
+
+
+def _pixels(shapes) -> int:
+    return sum(int(h) * int(w) for h, w, *_ in shapes)
+
+
+def _file_shape(data: bytes) -> tuple[int, int]:
+    from .container import read_header
+
+    header = read_header(data)[0]
+    return header.height, header.width
+
+
+def _per_codec(items: list, run) -> list:
+    """run(codec, inputs) over (codec, input) pairs, one call per codec (files may name different models); the
+    results in the items' order."""
+    results: list = [None] * len(items)
+    for codec in {id(c): c for c, _ in items}.values():
+        idx = [k for k, (c, _) in enumerate(items) if c is codec]
+        for k, r in zip(idx, run(codec, [items[k][1] for k in idx])):
+            results[k] = r
+    return results
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lstmcodec")
 def cli() -> None:
@@ -73,10 +116,11 @@ def cli() -> None:
 @click.option("--denoiser", default=DEFAULT_DENOISER, show_default=True, help="the denoiser --denoise uses: bundled name or weights path")
 @device_option
 @precision_option
+@batch_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mode, tile, tiles, model, denoise_first,
-           denoiser, device, force, quiet) -> int:
+           denoiser, device, batch, force, quiet) -> int:
     """Compress images (PNG, JPEG, ...; '-' reads standard input) to .lstm files."""
     if sum(v is not None for v in (bpp, size, quality)) > 1:
         raise click.UsageError("give at most one of --bpp, --size and --quality")
@@ -86,18 +130,32 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
         raise click.BadParameter(f"'{tiles}' is not auto, off or a number of pixels", param_hint="--tiles")
     if adaptive_mode and tiles != "auto":
         raise click.UsageError("--adaptive does not combine with --tiles")
+    if batch is not None and (adaptive_mode or tiles != "auto" or any(v is not None for v in (bpp, size, quality))):
+        raise click.UsageError("--batch codes a fixed number of iterations: it does not combine with --bpp, --size, "
+                               "--quality, --adaptive or --tiles")
     from . import adaptive, api, ratecontrol
 
     target = ratecontrol.RateTarget(bpp, size, quality) if any(v is not None for v in (bpp, size, quality)) else None
     outputs = plan_outputs(inputs, output, out_dir, ".lstm", force)
     max_iterations = iterations or (16 if target else 8)
 
-    def work(inp: str, out: str) -> None:
+    def load(inp: str):
         image = open_image(read_input(inp), name="stdin" if inp == "-" else inp)
         if denoise_first:
             from .denoiser import denoise as run_denoiser
             image = run_denoiser(image, denoiser, device)
-        src = prepare(image)
+        return prepare(image)
+
+    def finish(inp: str, out: str, src, res, chosen: int) -> None:
+        for n in res.notices:
+            note(f"notice: {inp}: {n}", quiet)
+        write_output(out, res.data)
+        h, w = src.rgb.shape[:2]
+        note(f"{inp} -> {out}: {w}x{h}, {chosen} iterations, {len(res.data)} bytes, "
+              f"{8 * len(res.data) / (w * h):.4f} bpp", quiet)
+
+    def work(inp: str, out: str) -> None:
+        src = load(inp)
         if adaptive_mode:
             res, run = adaptive.encode_adaptive(api.encoder(src, model, device), src, quality, max_iterations, int(tile))
             chosen = len(run.planes)
@@ -111,14 +169,23 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
         else:
             res, chosen = ratecontrol.encode_to_target(api.encoder(src, model, device), src, target, max_iterations, tiles)
             note(f"{inp}: chose {chosen} iterations", quiet)
-        for n in res.notices:
-            note(f"notice: {inp}: {n}", quiet)
-        write_output(out, res.data)
-        h, w = src.rgb.shape[:2]
-        note(f"{inp} -> {out}: {w}x{h}, {chosen} iterations, {len(res.data)} bytes, "
-              f"{8 * len(res.data) / (w * h):.4f} bpp", quiet)
+        finish(inp, out, src, res, chosen)
 
-    return run_batch(inputs, outputs, work, quiet)
+    batched = None
+    if target is None and not adaptive_mode and tiles == "auto":   # several images through the networks at once
+        size = _batch_size(batch, device)
+
+        def load_for_codec(inp: str):
+            src = load(inp)
+            return api.encoder(src, model, device), src
+
+        def code(items: list) -> list:
+            return _per_codec(items, lambda codec, srcs: codec.encode_sources(srcs, max_iterations, size))
+
+        batched = Batched(size, load_for_codec, code,
+                          lambda inp, out, item, res: finish(inp, out, item[1], res, max_iterations),
+                          lambda items: _pixels(src.rgb.shape for _, src in items) >= _batch_pixels())
+    return run_batch(inputs, outputs, work, quiet, batched)
 
 
 @cli.command()
@@ -130,24 +197,34 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
 @click.option("--model", default=None, help="weights path, when the file's model is not bundled")
 @device_option
 @precision_option
+@batch_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def decode(inputs, output, out_dir, iterations, fmt, model, device, force, quiet) -> int:
+def decode(inputs, output, out_dir, iterations, fmt, model, device, batch, force, quiet) -> int:
     """Decompress .lstm files to images ('-' reads standard input)."""
     suffix = "." + (fmt or "png").lower()
     outputs = plan_outputs(inputs, output, out_dir, suffix, force)
 
     from . import api
 
-    def work(inp: str, out: str) -> None:
+    def load(inp: str):
         data = read_input(inp)
         data = read_file(data) if isinstance(data, str) else data
-        out_fmt = fmt or ("png" if out == "-" else format_for(out))
-        image = api.decode(data, iterations, model, device)
-        write_output(out, encode_image_bytes(image, out_fmt))
+        return api.decoder(data, model, device), data
+
+    def finish(inp: str, out: str, image) -> None:
+        write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out))))
         note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
 
-    return run_batch(inputs, outputs, work, quiet)
+    def work(inp: str, out: str) -> None:
+        codec, data = load(inp)
+        finish(inp, out, codec.decompress(data, iterations))
+
+    size = _batch_size(batch, device)
+    batched = Batched(size, load, lambda items: _per_codec(items, lambda codec, datas: codec.decompress_many(
+        datas, iterations, size)), lambda inp, out, item, image: finish(inp, out, image),
+        lambda items: _pixels(_file_shape(data) for _, data in items) >= _batch_pixels())
+    return run_batch(inputs, outputs, work, quiet, batched)
 
 
 @cli.command()

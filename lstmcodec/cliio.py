@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -94,33 +96,83 @@ def plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | Non
     return outs
 
 
-def run_batch(inputs, outputs, work, quiet: bool) -> int:
-    """Run `work(input, output)` over all pairs; one bad file does not stop the others."""
+@dataclass
+class Batched:
+    """run_batch's path for work whose middle step can take several inputs at once (the networks on a GPU): `load`
+    reads one input, `code` codes a group of up to `size` loaded inputs in one call (a result each, in order), and
+    `finish` writes one result. A group also ends once `full(loaded items)` says so (a cap on pixels held). Where
+    `code` fails for a group, its inputs go through run_batch's `work` one at a time, so that each failure is
+    reported against its own file."""
+
+    size: int
+    load: Callable[[str], Any]
+    code: Callable[[list], list]
+    finish: Callable[[str, str, Any, Any], None]
+    full: Callable[[list], bool] = lambda items: False
+
+
+def run_batch(inputs, outputs, work, quiet: bool, batched: Batched | None = None) -> int:
+    """Run `work(input, output)` over all pairs (or `batched`'s steps over groups of them, where there are several
+    inputs and its size is over 1); one bad file does not stop the others."""
     failed: list[str] = []
     pairs = list(zip(inputs, outputs))
+
+    def attempt(inp: str, fn, *args) -> tuple[bool, Any]:
+        try:
+            return True, fn(*args)
+        except CodecError as e:
+            err(str(e) if len(pairs) == 1 or str(e).startswith(inp) else f"{inp}: {e}")
+            failed.append(inp)
+            return False, None
+
+    def writable(inp: str, out: str) -> bool:
+        if out != "-" and inp != "-" and Path(out).resolve() == Path(inp).resolve():
+            err(f"{inp}: the output would overwrite the input")
+            failed.append(inp)
+            return False
+        return True
+
+    grouped = batched is not None and batched.size > 1 and len(pairs) > 1
     show_bar = len(pairs) > 1 and not quiet and sys.stderr.isatty()
-    with click.progressbar(pairs, label="coding", file=sys.stderr) if show_bar else _NullBar(pairs) as bar:
-        for inp, out in bar:
-            if out != "-" and inp != "-" and Path(out).resolve() == Path(inp).resolve():
-                err(f"{inp}: the output would overwrite the input")
-                failed.append(inp)
+    with click.progressbar(length=len(pairs), label="coding", file=sys.stderr) if show_bar else _NullBar() as bar:
+        i = 0
+        while i < len(pairs):
+            if not grouped:
+                inp, out = pairs[i]
+                if writable(inp, out):
+                    attempt(inp, work, inp, out)
+                i += 1
+                bar.update(1)
                 continue
+            loaded: list[tuple[str, str, Any]] = []
+            start = i
+            while i < len(pairs) and len(loaded) < batched.size and not batched.full([x for _, _, x in loaded]):
+                inp, out = pairs[i]
+                i += 1
+                if writable(inp, out):
+                    ok, item = attempt(inp, batched.load, inp)
+                    if ok:
+                        loaded.append((inp, out, item))
             try:
-                work(inp, out)
-            except CodecError as e:
-                err(str(e) if len(pairs) == 1 or str(e).startswith(inp) else f"{inp}: {e}")
-                failed.append(inp)
+                results = batched.code([x for _, _, x in loaded]) if loaded else []
+            except CodecError:   # again one at a time, each failure named by its own file
+                for inp, out, _ in loaded:
+                    attempt(inp, work, inp, out)
+            else:
+                for (inp, out, item), res in zip(loaded, results):
+                    attempt(inp, batched.finish, inp, out, item, res)
+            bar.update(i - start)
     if failed and len(pairs) > 1:
         err(f"{len(failed)} of {len(pairs)} files failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 
 class _NullBar:
-    def __init__(self, items):
-        self.items = items
-
     def __enter__(self):
-        return self.items
+        return self
 
     def __exit__(self, *exc):
         return False
+
+    def update(self, n: int) -> None:
+        pass

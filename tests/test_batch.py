@@ -72,3 +72,46 @@ def test_batches_group_images_of_one_padded_size_within_a_pixel_budget():
         assert len({(-(-sizes[i][0] // 16), -(-sizes[i][1] // 16)) for i in g}) == 1
     assert 1088 * 1936 > tiling.THRESHOLD and groups[0] == [len(sizes) - 1]   # tiled: alone, as it comes
     assert [len(g) for g in codec_module.Codec._groups(sizes, 1, lambda s: s)] == [1] * len(sizes)
+
+
+def test_the_command_line_batches_many_files_with_the_same_bytes_and_errors(tmp_path, parrots_path, parrots, houses):
+    """`encode`/`decode --batch N` (CUDA's default is 16): the files and images of one file at a time; a bad input in
+    a group is reported against its own name and the others are still written."""
+    from PIL import Image
+
+    from conftest import run_cli
+
+    names = []
+    for name, rgb in (("a", parrots), ("b", houses), ("c", parrots[::-1]), ("d", parrots[:, ::-1])):
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp_path / f"{name}.png")
+        names.append(tmp_path / f"{name}.png")
+    (tmp_path / "e.png").write_bytes(b"not an image")
+    inputs = names[:2] + [tmp_path / "e.png"] + names[2:]
+    one, many = tmp_path / "one", tmp_path / "many"
+    r = run_cli("encode", *names, "-d", one, "-i", "3", "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    r = run_cli("encode", *inputs, "-d", many, "-i", "3", "--batch", "3")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err
+    assert f"error: {tmp_path / 'e.png'}" in err and "1 of 5 files failed" in err
+    assert sorted(p.name for p in many.iterdir()) == ["a.lstm", "b.lstm", "c.lstm", "d.lstm"]
+    for p in one.iterdir():
+        assert (many / p.name).read_bytes() == p.read_bytes(), p.name
+
+    files = sorted(one.glob("*.lstm"))
+    broken = tmp_path / "broken.lstm"   # its header reads, its payload does not: the group falls back to one at a time
+    data = files[0].read_bytes()
+    broken.write_bytes(data[:-40])
+    decoded_one, decoded_many = tmp_path / "png-one", tmp_path / "png-many"
+    assert run_cli("decode", *files, "-d", decoded_one, "-q").returncode == 0
+    r = run_cli("decode", files[0], broken, *files[1:], "-d", decoded_many, "--batch", "4")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err and f"error: {broken}" in err and "1 of 5 files failed" in err
+    assert sorted(p.name for p in decoded_many.iterdir()) == sorted(p.name for p in decoded_one.iterdir())
+    for p in decoded_one.iterdir():
+        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(decoded_many / p.name))), p.name
+
+    r = run_cli("encode", names[0], "--batch", "2", "--bpp", "0.5", "-o", tmp_path / "x.lstm")
+    assert r.returncode == 2 and "--batch" in r.stderr.decode() and not (tmp_path / "x.lstm").exists()
+    r = run_cli("decode", files[0], "--batch", "0", "-o", tmp_path / "x.png")
+    assert r.returncode == 2 and not (tmp_path / "x.png").exists()

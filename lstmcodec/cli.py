@@ -52,31 +52,14 @@ batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
                                  "where one at a time is faster]")
 
 
-def _batch_size(batch: int | None, device: str) -> int:
-    """--batch, or the device's default (codec.BATCH on CUDA, 1 elsewhere)."""
-    if batch is not None:
-        return batch
-    from .codec import BATCH
+def _batched(batch: int | None, device: str, load, code, finish, pixels) -> Batched:
+    """run_batch's grouped path: --batch, or the device's default (codec.BATCH on CUDA, 1 elsewhere), images at a
+    time, and at most codec.BATCH_PIXELS of them held."""
+    from .codec import BATCH, BATCH_PIXELS
     from .zoo import select
 
-    return BATCH if select(device).type == "cuda" else 1
-
-
-def _batch_pixels() -> int:
-    from .codec import BATCH_PIXELS
-
-    return BATCH_PIXELS
-
-
-def _pixels(shapes) -> int:
-    return sum(int(h) * int(w) for h, w, *_ in shapes)
-
-
-def _file_shape(data: bytes) -> tuple[int, int]:
-    from .container import read_header
-
-    header = read_header(data)[0]
-    return header.height, header.width
+    size = batch if batch is not None else BATCH if select(device).type == "cuda" else 1
+    return Batched(size, load, lambda items: code(items, size), finish, pixels, BATCH_PIXELS)
 
 
 def _per_codec(items: list, run) -> list:
@@ -173,18 +156,15 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
 
     batched = None
     if target is None and not adaptive_mode and tiles == "auto":   # several images through the networks at once
-        size = _batch_size(batch, device)
-
         def load_for_codec(inp: str):
             src = load(inp)
             return api.encoder(src, model, device), src
 
-        def code(items: list) -> list:
-            return _per_codec(items, lambda codec, srcs: codec.encode_sources(srcs, max_iterations, size))
-
-        batched = Batched(size, load_for_codec, code,
-                          lambda inp, out, item, res: finish(inp, out, item[1], res, max_iterations),
-                          lambda items: _pixels(src.rgb.shape for _, src in items) >= _batch_pixels())
+        batched = _batched(batch, device, load_for_codec,
+                           lambda items, size: _per_codec(items, lambda codec, srcs: codec.encode_sources(
+                               srcs, max_iterations, size)),
+                           lambda inp, out, item, res: finish(inp, out, item[1], res, max_iterations),
+                           lambda item: item[1].rgb.shape[0] * item[1].rgb.shape[1])
     return run_batch(inputs, outputs, work, quiet, batched)
 
 
@@ -206,6 +186,7 @@ def decode(inputs, output, out_dir, iterations, fmt, model, device, batch, force
     outputs = plan_outputs(inputs, output, out_dir, suffix, force)
 
     from . import api
+    from .container import read_header
 
     def load(inp: str):
         data = read_input(inp)
@@ -220,10 +201,14 @@ def decode(inputs, output, out_dir, iterations, fmt, model, device, batch, force
         codec, data = load(inp)
         finish(inp, out, codec.decompress(data, iterations))
 
-    size = _batch_size(batch, device)
-    batched = Batched(size, load, lambda items: _per_codec(items, lambda codec, datas: codec.decompress_many(
-        datas, iterations, size)), lambda inp, out, item, image: finish(inp, out, image),
-        lambda items: _pixels(_file_shape(data) for _, data in items) >= _batch_pixels())
+    def pixels(item) -> int:
+        header = read_header(item[1])[0]
+        return header.height * header.width
+
+    batched = _batched(batch, device, load,
+                       lambda items, size: _per_codec(items, lambda codec, datas: codec.decompress_many(
+                           datas, iterations, size)),
+                       lambda inp, out, item, image: finish(inp, out, image), pixels)
     return run_batch(inputs, outputs, work, quiet, batched)
 
 

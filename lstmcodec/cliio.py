@@ -100,7 +100,7 @@ def plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | Non
 class Batched:
     """run_batch's path for work whose middle step can take several inputs at once (the networks on a GPU): `load`
     reads one input, `code` codes a group of up to `size` loaded inputs in one call (a result each, in order), and
-    `finish` writes one result. A group also ends once `full(loaded items)` says so (a cap on pixels held). Where
+    `finish` writes one result. A group also ends once its loaded items hold `max_pixels` (`pixels` of each). Where
     `code` fails for a group, its inputs go through run_batch's `work` one at a time, so that each failure is
     reported against its own file."""
 
@@ -108,7 +108,8 @@ class Batched:
     load: Callable[[str], Any]
     code: Callable[[list], list]
     finish: Callable[[str, str, Any, Any], None]
-    full: Callable[[list], bool] = lambda items: False
+    pixels: Callable[[Any], int]
+    max_pixels: int
 
 
 def run_batch(inputs, outputs, work, quiet: bool, batched: Batched | None = None) -> int:
@@ -145,14 +146,15 @@ def run_batch(inputs, outputs, work, quiet: bool, batched: Batched | None = None
                 bar.update(1)
                 continue
             loaded: list[tuple[str, str, Any]] = []
-            start = i
-            while i < len(pairs) and len(loaded) < batched.size and not batched.full([x for _, _, x in loaded]):
+            start, held = i, 0
+            while i < len(pairs) and len(loaded) < batched.size and held < batched.max_pixels:
                 inp, out = pairs[i]
                 i += 1
                 if writable(inp, out):
                     ok, item = attempt(inp, batched.load, inp)
                     if ok:
                         loaded.append((inp, out, item))
+                        held += batched.pixels(item)
             try:
                 results = batched.code([x for _, _, x in loaded]) if loaded else []
             except CodecError:   # again one at a time, each failure named by its own file

@@ -115,3 +115,42 @@ def test_the_command_line_batches_many_files_with_the_same_bytes_and_errors(tmp_
     assert r.returncode == 2 and "--batch" in r.stderr.decode() and not (tmp_path / "x.lstm").exists()
     r = run_cli("decode", files[0], "--batch", "0", "-o", tmp_path / "x.png")
     assert r.returncode == 2 and not (tmp_path / "x.png").exists()
+
+
+def test_run_batch_groups_by_count_and_pixels_and_falls_back_one_at_a_time(capsys):
+    """cliio.run_batch's grouped path: a group ends at `size` inputs or once it holds `max_pixels`; a group whose
+    coding fails goes again through `work`, one input at a time; a load failure is that input's alone."""
+    from lstmcodec.cliio import Batched, run_batch
+
+    groups, written, alone = [], [], []
+
+    def load(inp):
+        if inp == "bad":
+            raise CodecError("bad: cannot read")
+        return inp
+
+    def code(items):
+        groups.append(list(items))
+        if "boom" in items:
+            raise CodecError("the group failed")
+        return [x.upper() for x in items]
+
+    def work(inp, out):
+        alone.append(inp)
+        if inp == "boom":
+            raise CodecError("boom: too large")
+
+    inputs = ["a", "b", "big", "c", "bad", "d", "boom", "e"]
+    batched = Batched(3, load, code, lambda inp, out, item, res: written.append((out, res)),
+                      lambda item: 8 if item == "big" else 1, 9)
+    assert run_batch(inputs, [f"{i}.out" for i in inputs], work, True, batched) == 1
+    assert groups == [["a", "b", "big"], ["c", "d", "boom"], ["e"]]
+    assert alone == ["c", "d", "boom"]   # the failed group, again one by one
+    assert written == [("a.out", "A"), ("b.out", "B"), ("big.out", "BIG"), ("e.out", "E")]
+    err = capsys.readouterr().err
+    assert "error: bad: cannot read" in err and "error: boom: too large" in err and "2 of 8 files failed: bad, boom" in err
+
+    groups.clear()
+    assert run_batch(["a", "big", "b", "c"], ["1", "2", "3", "4"], work, True,
+                     Batched(4, load, code, lambda *a: None, lambda item: 8 if item == "big" else 1, 9)) == 0
+    assert groups == [["a", "big"], ["b", "c"]]   # 9 pixels held: the group is full

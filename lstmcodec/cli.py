@@ -53,12 +53,12 @@ batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
 
 
 def _batched(batch: int | None, device: str, load, code, finish, pixels) -> Batched:
-    """run_batch's grouped path: --batch, or the device's default (codec.BATCH on CUDA, 1 elsewhere), images at a
-    time, and at most codec.BATCH_PIXELS of them held."""
-    from .codec import BATCH, BATCH_PIXELS
+    """run_batch's grouped path: --batch, or the device's default (codec.default_batch), images at a time, and at
+    most codec.BATCH_PIXELS of them held."""
+    from .codec import BATCH_PIXELS, default_batch
     from .zoo import select
 
-    size = batch if batch is not None else BATCH if select(device).type == "cuda" else 1
+    size = batch if batch is not None else default_batch(select(device))
     return Batched(size, load, lambda items: code(items, size), finish, pixels, BATCH_PIXELS)
 
 

@@ -93,6 +93,14 @@ def memory_guard(what: str):
 
 BATCH = 16     # images of one size the networks take at once on CUDA (compress_many, decompress_many) ...
 BATCH_PIXELS = BATCH * 768 * 512   # ... and at most this many pixels (16 Kodak images, 3 of the largest untiled)
+
+
+def default_batch(device: torch.device) -> int:
+    """Images the networks take at once by default: BATCH on CUDA, 1 elsewhere (on the CPU one image at a time is
+    faster: its large tensors are cut into bands that stay in cache)."""
+    return BATCH if device.type == "cuda" else 1
+
+
 REGION = 512   # side in pixels of the regions a large untiled file is decoded in (with their margins, ~0.4 MP)
 
 
@@ -329,7 +337,7 @@ class Codec(RecurrentCodec):
         return results
 
     def default_batch(self) -> int:
-        return BATCH if self.device.type == "cuda" else 1
+        return default_batch(self.device)
 
     def _batch(self, batch: int | None) -> int:
         """The batch size a *_many call asked for, or this device's default; refuses one under 1."""

@@ -36,10 +36,11 @@ class RateTrained(torch.nn.Module):
         super().__init__()
         self.codec, self.rate = codec, losses.BitRate(codec.config.bits)
 
-    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None
+    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, grad_from: int = 0
                 ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """x̂_t for t = 1..iterations, and each of b_1..b_T's modelled bits and raw bits under the rate model."""
-        x_hats, bits = self.codec(x, iterations, stops, with_bits=True)
+        """x̂_t for t = grad_from + 1..iterations, and each of those iterations' modelled bits and raw bits under the
+        rate model (Codec.forward)."""
+        x_hats, bits = self.codec(x, iterations, stops, with_bits=True, grad_from=grad_from)
         return x_hats, self.rate.per_iteration(bits)
 
 
@@ -121,10 +122,17 @@ def _describe(config: CodecConfig, fields: dict, base: CodecConfig | None = None
 def init_codec(config: CodecConfig, source: Codec) -> Codec:
     """A codec of `config` that starts from `source`'s weights: its tensors copied; a k x k kernel where `config` has
     a 1 x 1 one gives its centre tap; cells narrower or wider are resized (nets.resize); learned residual gains are
-    extended with their last value (or cut) to `config.iterations`, and start at 1 where `source` had none."""
+    extended with their last value (or cut) to `config.iterations`, and start at 1 where `source` had none; a block of
+    later iterations (CodecConfig.blocks) that `source` lacks starts as a copy of its last network."""
     model = Codec(config)
     target = model.state_dict()
-    sd = centre_taps(dict(source.state_dict()), target)
+    sd = dict(source.state_dict())
+    have = len(source.config.blocks)
+    for key in target:
+        if key.startswith("later.") and key not in sd:   # later.K.<part>: a copy of source's last block
+            part = key.split(".", 2)[2]
+            sd[key] = sd[f"later.{have - 1}.{part}" if have else part]
+    sd = centre_taps(sd, target)
     sd = resize_cells(sd, target)
     if config.residual_gain:
         gains = sd.get("log_gain", torch.zeros(1))

@@ -29,7 +29,7 @@ from lstmcodec.nets.recurrent import CodecConfig
 SHAPE_OPTIONS = {  # option dest -> CodecConfig field (None in args: not named on the command line)
     "width": "width", "cell": "cell", "iterations": "iterations", "additive": "additive",
     "decoder_hidden_kernel": "decoder_hidden_kernel", "decoder_hidden": "decoder_hidden",
-    "encoder_hidden": "encoder_hidden", "priming": "priming", "residual_gain": "residual_gain",
+    "encoder_hidden": "encoder_hidden", "priming": "priming", "residual_gain": "residual_gain", "blocks": "blocks",
 }
 
 
@@ -59,11 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden channels of the decoder's four cells (default: 512 512 256 128 times --width)")
     shape.add_argument("--encoder-hidden", type=int, nargs=3, metavar="C",
                        help="hidden channels of the encoder's three cells (default: 256 512 512 times --width)")
+    shape.add_argument("--blocks", type=int, nargs="+", metavar="T",
+                       help="iterations (from 0) where a network with its own weights takes over; a new block starts as a "
+                            "copy of the network before it (lstmcodec/nets/recurrent.py)")
     shape.add_argument("--resize", action="store_true", help="with --init: allow the shape options to grow or shrink "
                        "the network (cells keep the channels their next layer reads most, new channels start unread; "
                        "3x3 hidden kernels become their centre taps)")
     p.add_argument("--init", metavar="WEIGHTS", help="start from a codec weights file (bundled name or path), with its "
                    "configuration")
+    p.add_argument("--train-from", type=int, default=0, metavar="T", help="train only the block that starts at "
+                   "iteration T (from 0; one of --blocks): the networks before it are frozen and run without gradients, "
+                   "the loss and rate count iterations T+1.. only, and the later blocks are frozen too")
     p.add_argument("--short-iterations", type=int, default=0, help="unroll only this many iterations during the first --short-fraction of the steps")
     p.add_argument("--short-fraction", type=float, default=0.5)
     p.add_argument("--loss", choices=losses.LOSSES, default="l1", help="distortion averaged over the unrolled iterations "
@@ -85,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
                         "spatially adaptive mode (the decoder learns zero bits next to live ones)")
+    p.add_argument("--channels-last", action="store_true", help="hold the network's weights and the crops in "
+                   "channels-last memory (NHWC)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--schedule", choices=["cosine", "constant", "sawtooth"], default="cosine")
@@ -122,7 +130,15 @@ def main(argv=None) -> int:
     except training.InitError as e:
         sys.exit(f"error: {'--init ' + args.init + ': ' if args.init else ''}{e}")
     runtime.log(f"network {config}: {sum(p.numel() for p in model.parameters()):,} parameters")
-    model.binarizer.stochastic = not args.sign_bits
+    model.set_stochastic_bits(not args.sign_bits)
+    if args.train_from:
+        if args.train_from not in config.blocks:
+            sys.exit(f"error: --train-from {args.train_from} must be where a block starts (--blocks: "
+                     f"{' '.join(map(str, config.blocks)) or 'none'})")
+        trained = model.block(args.train_from)
+        for k, networks in enumerate(model.all_networks()):
+            for part in networks:
+                part.requires_grad_(k == trained)
     net = training.RateTrained(model) if args.rate_weight else model
     device = runtime.select_device(args.device)
     images = [data.load_rgb(f) for f in train_files]  # on a GPU, held there: the crops are cut on the device
@@ -132,24 +148,28 @@ def main(argv=None) -> int:
     iterations = config.iterations
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
 
+    if args.channels_last:
+        net.to(memory_format=torch.channels_last)
+
     def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch
         t = args.short_iterations if step // _world() < short_until else iterations
-        return batches(step), t
+        x = batches(step)
+        return (x.contiguous(memory_format=torch.channels_last) if args.channels_last else x), t
 
     distortion = losses.distortion(args.loss, args.mix_alpha, args.ms_ssim_both_phases)
 
     compiled = []
 
     def loss_with_t(net, batch):
-        if args.compile and not compiled:  # one step of the encoder and of the decoder, each compiled once and run
-            for part in (model.encoder, model.decoder):  # every iteration (the EMA copy, made before, stays eager)
-                part.forward = torch.compile(part.forward)
+        if args.compile and not compiled:  # one step of each encoder and decoder, compiled once and run every
+            model.compile_training()       # iteration (after runtime.fit's EMA copy, which stays eager)
             compiled.append(True)
         x, t = batch
         stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
         if not args.rate_weight:
-            return losses.over_iterations(distortion, x, net(x, int(t), stops), log=args.log_distortion)
-        x_hats, (bits, count) = net(x, int(t), stops)
+            return losses.over_iterations(distortion, x, net(x, int(t), stops, grad_from=args.train_from),
+                                          log=args.log_distortion)
+        x_hats, (bits, count) = net(x, int(t), stops, grad_from=args.train_from)
         loss, logged = losses.over_iterations(distortion, x, x_hats, log=args.log_distortion)
         rate = losses.rate_term(bits, count, args.rate_form)
         return loss + args.rate_weight * rate, {**logged, "bits_per_bit": losses.rate_term(bits, count).detach()}

@@ -10,6 +10,10 @@ With residual_gain, iteration t works on a residual scaled by a learned gain g_t
 iteration, the same for every image): b_t = B(E_t(g_t·r_{t-1})), x̂_t = D_t(b_t)/g_t + x̂_{t-1}, so
 that late iterations see residuals as large as early ones (after Covell et al. 2017's residual scaling).
 
+With blocks (CodecConfig.blocks), the iterations from each listed one on are run by a network of their own
+(encoder, binarizer and decoder with their own weights, the cells' states carried over from the block before):
+a block can be trained on the residuals the frozen blocks before it leave, without back-propagating through them.
+
 With a linear tail (nets/tail.py, fitted after training), the iterations after its `start` are linear stages: E_t
 sends the signs of r_{t-1}'s projections on fixed directions and D_t adds those directions back; the recurrence is
 the same.
@@ -22,6 +26,7 @@ Images enter as float tensors in [-0.5, 0.5], N x 3 x H x W, H and W multiples o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+import bisect
 import itertools
 from typing import Callable, Iterable, Iterator
 
@@ -51,6 +56,7 @@ class CodecConfig:
     priming: int = 0          # extra runs of E and D in the first iteration, on the same input, that build up their hidden
                               # state before any bit or pixel comes out (Johnston et al. 2018's hidden-state priming)
     residual_gain: bool = False  # a learned gain per iteration on the residual (module docstring); additive only
+    blocks: tuple[int, ...] = ()  # iterations (from 0) where a network with its own weights takes over (module docstring)
 
     def __post_init__(self):
         def integer(v) -> bool:
@@ -77,6 +83,11 @@ class CodecConfig:
             raise ValueError("additive and residual_gain must be true or false")
         if self.residual_gain and not self.additive:
             raise ValueError("residual_gain needs additive reconstruction")
+        if not isinstance(self.blocks, tuple) or len(self.blocks) > 8 or any(not integer(b) for b in self.blocks) \
+                or list(self.blocks) != sorted(set(self.blocks)) or any(not 1 <= b < 64 for b in self.blocks):
+            raise ValueError(f"blocks must be at most 8 increasing iterations in 1..63, not {self.blocks!r}")
+        if self.blocks and (not self.additive or self.priming and self.blocks[0] == 0):
+            raise ValueError("blocks need additive reconstruction")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +97,7 @@ class CodecConfig:
         """The configuration a weights file or checkpoint stores (unknown keys are ignored; ValueError on bad values)."""
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for key in ("decoder_hidden", "encoder_hidden"):
+        for key in ("decoder_hidden", "encoder_hidden", "blocks"):
             if key in kw:
                 if not isinstance(kw[key], (list, tuple)):
                     raise ValueError(f"{key} must be a list of channel counts, not {kw[key]!r}")
@@ -215,6 +226,16 @@ def keep_stopped(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor | floa
     return torch.where(pixels, new, old)
 
 
+class Block(nn.Module):
+    """The encoder, binarizer and decoder of a block of later iterations (CodecConfig.blocks)."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
+        self.decoder = Decoder(cfg)
+
+
 class RecurrentCodec(nn.Module):
     def __init__(self, cfg: CodecConfig = CodecConfig()):
         super().__init__()
@@ -223,10 +244,41 @@ class RecurrentCodec(nn.Module):
         self.encoder = Encoder(cfg)
         self.binarizer = Binarizer(self.encoder.out_channels, cfg.bits)
         self.decoder = Decoder(cfg)
+        self.later = nn.ModuleList(Block(cfg) for _ in cfg.blocks)   # the networks of the later blocks (if any)
+        self._compiled: dict = {}   # compile_training's compiled encoders and decoders, used only where grad is on
         if cfg.residual_gain:  # log g_t for t = 1..iterations (later iterations reuse the last); 0 = no scaling
             self.log_gain = nn.Parameter(torch.zeros(cfg.iterations))
             self.log_gain.lr_scale = GAIN_LR_SCALE  # read by runtime.fit
         self.tail: LinearTail | None = None   # linear stages for the late iterations (nets/tail.py), fitted afterwards
+
+    def block(self, t: int) -> int:
+        """Which network runs iteration t (from 0): 0 for the first, k for the k-th of CodecConfig.blocks."""
+        return bisect.bisect_right(self.config.blocks, t)
+
+    def networks(self, t: int) -> tuple[Encoder, Binarizer, Decoder]:
+        """The encoder, binarizer and decoder of iteration t (from 0)."""
+        k = self.block(t)
+        net = self if k == 0 else self.later[k - 1]
+        return net.encoder, net.binarizer, net.decoder
+
+    def all_networks(self) -> list[tuple[Encoder, Binarizer, Decoder]]:
+        """Every block's encoder, binarizer and decoder, the first block first."""
+        return [(self.encoder, self.binarizer, self.decoder)] + [(b.encoder, b.binarizer, b.decoder) for b in self.later]
+
+    def set_stochastic_bits(self, stochastic: bool) -> "RecurrentCodec":
+        """Training's binarization: the paper's stochastic bits (True) or inference's sign (False), both with a
+        straight-through gradient. Inference always takes the sign."""
+        for _, binarizer, _ in self.all_networks():
+            binarizer.stochastic = stochastic
+        return self
+
+    def compile_training(self) -> "RecurrentCodec":
+        """torch.compile every encoder and decoder for training's steps (grad on); inference (evaluation, coding)
+        keeps the eager modules and their own in-place path, which compiled graphs cannot trace."""
+        for encoder, _, decoder in self.all_networks():
+            for net in (encoder, decoder):
+                self._compiled[net] = torch.compile(net)
+        return self
 
     def in_tail(self, t: int) -> bool:
         """Whether iteration t (from 0) is one of the linear tail's stages rather than a run of the networks."""
@@ -248,8 +300,9 @@ class RecurrentCodec(nn.Module):
         that have them (AMX, AVX512-BF16). The bits a file holds are entropy-coded by integers either way, so a file
         decodes in both; the pixels differ from fp32's by bf16 rounding (docs/format.md)."""
         self.compute_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-        for cell in [*self.encoder.rnns, *self.decoder.rnns]:
-            cell.fp32_state = True   # acts only where the gates are bf16 (cells.ConvLSTMCell)
+        for encoder, _, decoder in self.all_networks():
+            for cell in [*encoder.rnns, *decoder.rnns]:
+                cell.fp32_state = True   # acts only where the gates are bf16 (cells.ConvLSTMCell)
         return self
 
     @property
@@ -262,6 +315,8 @@ class RecurrentCodec(nn.Module):
         """E_t or D_t: one run of the encoder or decoder; in the first iteration (t = 0) 1 + priming runs on the
         same input, of which only the last one's output is used."""
         inp = inp.to(self.compute_dtype)
+        if torch.is_grad_enabled():
+            net = self._compiled.get(net, net)
         for _ in range(1 + (self.config.priming if t == 0 else 0)):
             out, state = net(inp, state)
         return out, state
@@ -273,8 +328,9 @@ class RecurrentCodec(nn.Module):
         if self.in_tail(t):
             b = self.tail.encode(r, t)
         else:
-            code, state = self.step(self.encoder, self.gain(t) * r, state, t)
-            b = self.binarizer(code.float())   # the sign decisions in fp32 whatever the encoder's precision
+            encoder, binarizer, _ = self.networks(t)
+            code, state = self.step(encoder, self.gain(t) * r, state, t)
+            b = binarizer(code.float())   # the sign decisions in fp32 whatever the encoder's precision
         return (b if mask is None else b * mask), state
 
     def decode_step(self, b: torch.Tensor, x_hat: torch.Tensor | float, state: list[State] | None, t: int,
@@ -287,7 +343,7 @@ class RecurrentCodec(nn.Module):
                 state = self.tail.classes(x_hat)
             new = x_hat + self.tail.decode(b, t, state)
             return (new if mask is None else keep_stopped(mask, new, x_hat)), state
-        out, state = self.step(self.decoder, b, state, t)
+        out, state = self.step(self.networks(t)[2], b, state, t)
         new = x_hat + out / self.gain(t) if self.config.additive else out
         return (new if mask is None else keep_stopped(mask, new, x_hat)), state
 
@@ -309,14 +365,18 @@ class RecurrentCodec(nn.Module):
             r = x - x_hat                                                          # r_t = x − x̂_t
             yield b, x_hat
 
-    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, with_bits: bool = False
-                ) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, with_bits: bool = False,
+                grad_from: int = 0) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations, and with_bits, also
         b_t (for a rate term). stops (N x 1 x H/16 x W/16), when given: how many iterations each block receives
-        (adaptive bit rates)."""
+        (adaptive bit rates). grad_from = k runs the first k iterations without gradients (the frozen blocks before
+        the one being trained) and returns only the reconstructions after them (the bits of all iterations)."""
         active = None if stops is None else (lambda t, _x_hat: (stops > t).to(x.dtype))
-        bits, x_hats = zip(*self.iterate(x, iterations, active))
-        return (list(x_hats), list(bits)) if with_bits else list(x_hats)
+        steps = self.iterate(x, iterations, active)
+        with torch.no_grad():
+            frozen = [next(steps) for _ in range(grad_from)]
+        bits, x_hats = zip(*frozen, *steps)
+        return (list(x_hats[grad_from:]), list(bits)) if with_bits else list(x_hats[grad_from:])
 
     def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None,
                     every: bool = True, tail: bool = True) -> Iterator[torch.Tensor]:
@@ -340,37 +400,53 @@ class RecurrentCodec(nn.Module):
                 yield x_hat
 
     def _reconstruct_network(self, steps: list, every: bool) -> Iterator[torch.Tensor]:
-        """reconstruct's planes decoded by the networks.
+        """reconstruct's planes decoded by the networks: each block's sum (_reconstruct_block) added to the sums of
+        the blocks before it, which ended there."""
+        bounds = [b for b in (0, *self.config.blocks) if b < len(steps)] + [len(steps)]
+        base, state = None, [None]
+        for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            x_hat = None
+            for t, out in self._reconstruct_block(self.all_networks()[k][2], steps[lo:hi], lo, state,
+                                                  lambda t: every or t + 1 == hi):
+                x_hat = out if base is None else base + out
+                if every or t + 1 == len(steps):
+                    yield x_hat
+            base = x_hat
 
-        The decoder's output is linear in its features, so x̂_t = Σ_s D_s(b_s)/g_s is computed as conv_out's weights
+    def _reconstruct_block(self, decoder: Decoder, steps: list, first: int, state: list, want: Callable[[int], bool]
+                           ) -> Iterator[tuple[int, torch.Tensor]]:
+        """One block's planes (iterations first, first + 1, ...) decoded by its decoder, from the decoder states in
+        state[0] (left there for the next block): (t, the block's part of x̂_t) for each t that want(t) asks for.
+
+        The decoder's output is linear in its features, so Σ_s D_s(b_s)/g_s is computed as conv_out's weights
         times Σ_s features_s/g_s plus its bias times Σ_s 1/g_s (over the iterations each block received), by
         Decoder.project: the same image as `iterate` builds, to float rounding, and the same on every thread count."""
-        acc, scale, state = 0.0, 0.0, None
+        acc, scale = 0.0, 0.0
         if self.config.additive and all(mask is None for _, mask in steps):
             # Σ_t h_t / g_t of the last cell's outputs before their depth-to-space (a permutation: the same sums),
             # in fp32 and in place: at full resolution new tensors of this size are fresh memory from the kernel,
             # and the three of an out-of-place sum took a third of a decode. A division, then an addition (not
             # add_(alpha=): its vectorised loop fuses the multiply-add and its scalar tail does not, so the pixels
             # would depend on how the threads split the tensor)
-            for t, (b, _) in enumerate(steps):
-                h, state = self.step(self.decoder.hidden, b, state, t)
+            for t, (b, _) in enumerate(steps, start=first):
+                h, state[0] = self.step(decoder.hidden, b, state[0], t)
                 g = self.gain(t)
-                if t == 0:
+                if t == first:
                     acc = h.float() / g
                     quotient = torch.empty_like(acc)
                 else:
                     acc += torch.div(h if h.dtype == acc.dtype else quotient.copy_(h), g, out=quotient)
                 scale = scale + 1 / g
-                if every or t + 1 == len(steps):
-                    yield self.decoder.project(depth_to_space(acc), scale)
+                if want(t):
+                    yield t, decoder.project(depth_to_space(acc), scale)
             return
-        for t, (b, mask) in enumerate(steps):   # adaptive files (block masks) and one-shot models
-            f, state = self.step(self.decoder.features, b, state, t)
+        for t, (b, mask) in enumerate(steps, start=first):   # adaptive files (block masks) and one-shot models
+            f, state[0] = self.step(decoder.features, b, state[0], t)
             f, g = f.float(), self.gain(t)
             new_acc, new_scale = (acc + f / g, scale + 1 / g) if self.config.additive else (f, 1.0)
             if mask is None:
                 acc, scale = new_acc, new_scale
             else:
                 acc, scale = keep_stopped(mask, new_acc, acc), keep_stopped(mask, torch.as_tensor(new_scale), scale)
-            if every or t + 1 == len(steps):
-                yield self.decoder.project(acc, scale)
+            if want(t):
+                yield t, decoder.project(acc, scale)

@@ -8,6 +8,7 @@
     >>> image = lstmcodec.decode(data)                       # the model named in the file's header
     >>> clean = lstmcodec.denoise("noisy.png")               # PIL.Image.Image
     >>> lstmcodec.classify("digit.png", model="mnist")[0]    # Prediction(label, index, probability)
+    >>> lstmcodec.compare("photo.png", "photo.html")         # a page: lstmcodec beside WebP, JPEG, AVIF at equal bytes
 
 The names are loaded on first use, so that `import lstmcodec` (and the command line's --help, --version and
 info) do not import torch.
@@ -20,12 +21,13 @@ from .errors import CodecError
 from .pillow_plugin import register as _register_pillow_plugin
 
 __version__ = "0.5.0"
-__all__ = ["load_model", "Codec", "encode", "decode", "decode_progressive", "info", "denoise", "classify",
+__all__ = ["load_model", "Codec", "encode", "decode", "decode_progressive", "info", "denoise", "classify", "compare",
            "CodecError", "__version__"]
 
 _LAZY = {"load_model": ("zoo", "load_codec"), "Codec": ("codec", "Codec"), "encode": ("api", "encode"),
          "decode": ("api", "decode"), "decode_progressive": ("api", "decode_progressive"), "info": ("fileinfo", "info"),
-         "denoise": ("denoiser", "denoise"), "classify": ("classifier", "classify")}
+         "denoise": ("denoiser", "denoise"), "classify": ("classifier", "classify"),
+         "compare": ("comparison", "compare")}
 
 
 def __getattr__(name: str):

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -78,6 +78,25 @@ def load_images(paths, limit: int | None = None) -> list[tuple[str, np.ndarray]]
     return [(f.name, prepare(open_image(f)).rgb) for f in files]
 
 
+def prefixes(codec, rgb: np.ndarray, top: int, on_iteration: Callable[[int], None] | None = None
+             ) -> Iterator[tuple[int, int, int, np.ndarray, float]]:
+    """lstmcodec's files of one image at 1..top iterations, from one encode at `top` and one progressive decode:
+    (k, the iterations the file of `-i k` holds, its bytes, its decoded pixels, the seconds that decode took) for
+    each k. Each prefix is container.truncate's file, identical to `decode -i k`; a model with a linear tail may stop
+    early where no block gains from more, and -i k then gives the same file as the last (and takes no decode)."""
+    data = codec.encode_source(prepare(Image.fromarray(rgb)), top, on_iteration=on_iteration).data
+    sizes = [round(b * rgb.shape[0] * rgb.shape[1] / 8) for b in info(data).bpp_per_iteration]
+    dec = codec.decompress_progressive(data)
+    out = None
+    for k in range(1, top + 1):
+        n, seconds = min(k, len(sizes)), 0.0
+        if k == n:
+            t1 = time.perf_counter()
+            out = np.asarray(next(dec).convert("RGB"))
+            seconds = time.perf_counter() - t1
+        yield k, n, sizes[n - 1], out, seconds
+
+
 def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, progress, shift: bool = False
                   ) -> list[Point]:
     codec = zoo.load_codec(model, device)
@@ -87,20 +106,11 @@ def run_lstmcodec(images, iterations: Sequence[int], model: str, device: str, pr
         h, w = rgb.shape[:2]
         marks: list[float] = []
         t0 = time.perf_counter()
-        data = codec.encode_source(prepare(Image.fromarray(rgb)), top,
-                                   on_iteration=lambda k: marks.append(time.perf_counter() - t0)).data
-        sizes = info(data).bpp_per_iteration   # each -i k's file: the first k iterations (container.truncate)
-        dec = codec.decompress_progressive(data)
         elapsed = 0.0
-        for k in range(1, top + 1):
-            # a model with a linear tail stops early where no block gains from more: -i k then gives the same file
-            n = min(k, len(sizes))
-            if k == n:
-                t1 = time.perf_counter()
-                out = np.asarray(next(dec).convert("RGB"))
-                elapsed += time.perf_counter() - t1
+        for k, n, nbytes, out, seconds in prefixes(codec, rgb, top, lambda _k: marks.append(time.perf_counter() - t0)):
+            elapsed += seconds
             if k in points:
-                points[k].add(sizes[n - 1], *measure(out, rgb, shift), marks[n - 1], elapsed)
+                points[k].add(metrics.bpp(nbytes, w, h), *measure(out, rgb, shift), marks[n - 1], elapsed)
         progress(f"lstmcodec {name}")
     return [points[t] for t in sorted(points)]
 

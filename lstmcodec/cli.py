@@ -1,4 +1,4 @@
-"""The command line: encode, decode, info, bench, plot, denoise, classify. Thin: parse, call, report, exit codes.
+"""The command line: encode, decode, info, bench, compare, plot, denoise, classify. Thin: parse, call, report, exit codes.
 
 Exit codes: 0 success; 1 bad input, corrupt file or model mismatch (one line `error: ...`
 on stderr); 2 usage; 130 interrupted. Outputs are written atomically; inputs are never touched.
@@ -314,6 +314,45 @@ def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare
         except RuntimeError as e:
             raise CodecError(str(e)) from None
         click.echo(f"plot written to {plot_path}", err=True)
+    return 0
+
+
+@cli.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.option("-o", "--output", default="compare.html", show_default=True, help="the page to write (one HTML file "
+              "with its images inside: it works offline, from anywhere)")
+@click.option("-i", "--iterations", default="1-16", show_default=True,
+              help="lstmcodec's iteration counts the page steps through: a range or a list")
+@click.option("--codecs", default="webp,jpeg,avif", show_default=True,
+              help="the codecs shown beside lstmcodec, at its bytes (webp, jpeg, avif, jpeg2000)")
+@click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
+@device_option
+@precision_option
+@click.option("-f", "--force", is_flag=True, help="overwrite an existing page")
+@click.option("-q", "--quiet", is_flag=True, help="print only errors")
+def compare(photos, output, iterations, codecs, model, device, force, quiet) -> int:
+    """A page that shows lstmcodec beside WebP, JPEG and AVIF at the same file size, iteration by iteration: a split
+    line to drag, an iteration slider, zoom and pan in step, each side's bytes, PSNR and MS-SSIM, and the photo's
+    rate-distortion curves."""
+    its = _parse_range(iterations)
+    if its[-1] > 64:
+        raise click.BadParameter("iteration counts go up to 64", param_hint="--iterations")
+    if Path(output).exists() and not force:
+        raise CodecError(f"{output} exists (use --force to overwrite it)")
+    from . import comparison
+
+    names = comparison.check_codecs(codecs.split(","))
+    total = len(photos) * (len(its) + len(names))
+    done = [0]
+
+    def progress(msg: str) -> None:
+        done[0] += 1
+        if not quiet:
+            click.echo(f"\r[{done[0]}/{total}] {msg[-50:]:<50}", err=True, nl=False)
+
+    comparison.compare(photos, output, its, names, model, device, progress)
+    if not quiet:
+        click.echo(f"\npage written to {output}", err=True)
     return 0
 
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from . import container, zoo
 from .codec import Codec, EncodeResult, check_size
-from .imageio import SourceImage, open_image, prepare, read_file
+from .files import read_file
+from .imageio import SourceImage, open_image, prepare
 
 
 def encoder(src: SourceImage, model: str = "default", device: str = "cpu") -> Codec:

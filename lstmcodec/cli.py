@@ -16,7 +16,8 @@ import click
 from . import __version__
 from .errors import CodecError
 from .cliio import Batched, detach_stdout, err, note, plan_outputs, read_input, run_batch, write_output
-from .imageio import atomic_write, encode_image_bytes, format_for, open_image, prepare, read_file
+from .files import Terminated, atomic_write, read_file, remove_temporaries
+from .imageio import encode_image_bytes, format_for, open_image, prepare
 from .zoo import DEFAULT_CODEC, DEFAULT_DENOISER, PRECISIONS
 
 # The heavy modules (torch, the networks) are imported inside the commands that run a network, so that --help,
@@ -45,6 +46,51 @@ precision_option = click.option("--precision", type=click.Choice(PRECISIONS), de
                                 help="arithmetic of the codec's network: auto (bf16 for a model whose measured "
                                      "bf16 cost is within 0.5 % on a CPU with native bf16, else fp32), fp32 or "
                                      "bf16 [default: auto]")
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses NaN and infinities (click's range compares, and NaN passes every comparison)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+def _tiles(ctx, param, value: str) -> str:
+    """auto, off, or a tile side in pixels that tiling accepts (a multiple of 16, at least 64), checked before any work."""
+    from .tiling import MIN_EXTENT
+    from .geometry import BLOCK
+
+    if value in ("auto", "off"):
+        return value
+    if not value.isdigit() or int(value) < MIN_EXTENT or int(value) % BLOCK:
+        raise click.BadParameter(f"'{value}' is not auto, off or a tile side in pixels (a multiple of {BLOCK}, at "
+                                 f"least {MIN_EXTENT})")
+    return value
+
+
+def _image_format(ctx, param, value: str | None) -> str | None:
+    """--format: a format Pillow writes, by its usual suffix (png, jpg, webp, ...), checked before any work."""
+    if value is None:
+        return value
+    try:
+        format_for(f"x.{value}")
+    except CodecError:
+        raise click.BadParameter(f"'{value}' is not an image format Pillow knows (png, jpg, webp, tiff, ...)") from None
+    return value.lower()
+
+
+def _checked_output(output: str | None) -> None:
+    """An output image's suffix names a format Pillow knows (before any work; exit 2 where it does not)."""
+    if output and output != "-":
+        try:
+            format_for(output)
+        except CodecError as e:
+            raise click.BadParameter(str(e), param_hint="-o/--output") from None
 
 
 batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
@@ -85,13 +131,13 @@ def cli() -> None:
 @click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
 @click.option("-i", "--iterations", type=click.IntRange(1, 64), default=None,
               help="iterations: each adds 0.125 bpp before entropy coding [default: 8; with a rate target, the most to try: 16]")
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="rate target: the most iterations that fit this many bits per pixel")
+@click.option("--bpp", type=Finite(min=0, min_open=True), help="rate target: the most iterations that fit this many bits per pixel")
 @click.option("--size", type=click.IntRange(min=1), help="rate target: the most iterations that fit this many bytes")
-@click.option("--quality", type=click.FloatRange(0, 1), help="quality target: the fewest iterations reaching this MS-SSIM")
+@click.option("--quality", type=Finite(0, 1), help="quality target: the fewest iterations reaching this MS-SSIM")
 @click.option("--adaptive", "adaptive_mode", is_flag=True, help="with --quality: each tile stops receiving iterations once its own quality is reached")
 @click.option("--tile", type=click.Choice(["16", "32", "64", "128"]), default="32", show_default=True,
               help="tile side in pixels for --adaptive")
-@click.option("--tiles", default="auto", show_default=True, metavar="auto|off|PIXELS",
+@click.option("--tiles", default="auto", show_default=True, metavar="auto|off|PIXELS", callback=_tiles,
               help="code the image in overlapping tiles of this side (bounded memory); auto: images over "
                    "2.1 megapixels in 1024-px tiles")
 @click.option("--model", default=DEFAULT_CODEC, show_default=True, help="bundled model name or weights path")
@@ -109,8 +155,9 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
         raise click.UsageError("give at most one of --bpp, --size and --quality")
     if adaptive_mode and quality is None:
         raise click.UsageError("--adaptive needs --quality")
-    if tiles not in ("auto", "off") and not tiles.isdigit():
-        raise click.BadParameter(f"'{tiles}' is not auto, off or a number of pixels", param_hint="--tiles")
+    ctx = click.get_current_context()
+    if not adaptive_mode and ctx.get_parameter_source("tile") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--tile is the tile side of --adaptive; without --adaptive it has no effect")
     if adaptive_mode and tiles != "auto":
         raise click.UsageError("--adaptive does not combine with --tiles")
     if batch is not None and (adaptive_mode or tiles != "auto" or any(v is not None for v in (bpp, size, quality))):
@@ -173,7 +220,8 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
 @click.option("-o", "--output", help="output image; its suffix picks the format (png, jpg, webp, ...); '-' writes PNG to standard output")
 @click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
 @click.option("-i", "--iterations", type=click.IntRange(1, 64), default=None, help="decode only the first N iterations")
-@click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
+@click.option("--format", "fmt", default=None, callback=_image_format,
+              help="output format when writing to '-' or a -d folder (default png)")
 @click.option("--model", default=None, help="weights path, when the file's model is not bundled")
 @device_option
 @precision_option
@@ -182,6 +230,7 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def decode(inputs, output, out_dir, iterations, fmt, model, device, batch, force, quiet) -> int:
     """Decompress .lstm files to images ('-' reads standard input)."""
+    _checked_output(output)
     suffix = "." + (fmt or "png").lower()
     outputs = plan_outputs(inputs, output, out_dir, suffix, force)
 
@@ -194,7 +243,10 @@ def decode(inputs, output, out_dir, iterations, fmt, model, device, batch, force
         return api.decoder(data, model, device), data
 
     def finish(inp: str, out: str, image) -> None:
-        write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out))))
+        notices: list[str] = []
+        write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out)), notices))
+        for n in notices:
+            note(f"notice: {inp}: {n}", quiet)
         note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}", quiet)
 
     def work(inp: str, out: str) -> None:
@@ -274,7 +326,7 @@ def _parse_range(text: str) -> list[int]:
 @click.option("--plot", "plot_path", help="write an RD plot (MS-SSIM dB and PSNR against bpp); needs matplotlib")
 @click.option("--compare", multiple=True, help="CompressAI-layout JSON files to overlay on the plot")
 @click.option("--per-image", is_flag=True, help="store per-image values in the JSON")
-@click.option("--limit", type=int, default=None, help="only the first N images")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N images")
 @click.option("--shift", is_flag=True, help="measure every codec on the images less their first row and column (cut "
               "to even sides), so that MS-SSIM's 2x downsampling straddles the codecs' block grids")
 @click.option("-q", "--quiet", is_flag=True)
@@ -283,6 +335,9 @@ def bench(images, iterations, codecs, model, device, out_dir, plot_path, compare
     from . import bench as bench_mod
 
     its = _parse_range(iterations)
+    if plot_path and Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps"):
+        raise click.BadParameter(f"{plot_path}: a plot is written as .png, .svg, .pdf, .jpg or .eps",
+                                 param_hint="--plot")
     names = [c.strip().lower() for c in codecs.split(",") if c.strip()]
     unknown = [c for c in names if c not in bench_mod.CLASSIC]
     if unknown:
@@ -378,12 +433,14 @@ def plot(files, output) -> int:
 @click.option("-d", "--out-dir", help="folder for the outputs of several inputs")
 @click.option("--model", default=DEFAULT_DENOISER, show_default=True, help="bundled denoiser (photo, mnist) or weights path")
 @click.option("--ensemble", is_flag=True, help="average 8 passes over rotations and mirror images: a little more PSNR, 8x the time")
-@click.option("--format", "fmt", default=None, help="output format when writing to '-' or a -d folder (default png)")
+@click.option("--format", "fmt", default=None, callback=_image_format,
+              help="output format when writing to '-' or a -d folder (default png)")
 @device_option
 @click.option("-f", "--force", is_flag=True, help="overwrite existing default-named outputs")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def denoise(inputs, output, out_dir, model, ensemble, fmt, device, force, quiet) -> int:
     """Remove noise from images; writes IN-denoised.png beside each input unless told otherwise."""
+    _checked_output(output)
     from .denoiser import denoise as run_denoiser, get_denoiser
 
     outputs = plan_outputs(inputs, output, out_dir, "." + (fmt or "png").lower(), force, tag="" if out_dir else "-denoised")
@@ -395,9 +452,10 @@ def denoise(inputs, output, out_dir, model, ensemble, fmt, device, force, quiet)
         start = time.perf_counter()
         image = run_denoiser(source, model, device, notices, ensemble)
         secs = time.perf_counter() - start
+        data = encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out)), notices)
         for n in notices:
             note(f"notice: {inp}: {n}", quiet)
-        write_output(out, encode_image_bytes(image, fmt or ("png" if out == "-" else format_for(out))))
+        write_output(out, data)
         mp = image.width * image.height / 1e6
         note(f"{inp} -> {out}: {image.width}x{image.height} {image.mode}, denoised in {secs:.2f} s ({secs / mp:.2f} s per megapixel)", quiet)
 
@@ -426,11 +484,32 @@ def classify(inputs, model, top, as_json, device) -> int:
     return run_batch(inputs, ["-"] * len(inputs), work, quiet=True)
 
 
+def _terminate(signum, _frame) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; every failure is one `error:` line on stderr and an exit status (module docstring)."""
+    import signal
+
+    from . import imageio
+
+    imageio.COMMAND_LINE = True
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                signal.signal(sig, _terminate)   # so that an output's temporary file is removed (files.py)
+            except ValueError:   # not the main thread: the caller handles signals
+                pass
     try:
-        rv = cli.main(args=argv, prog_name="lstmcodec", standalone_mode=False)
+        # make_context and invoke, not cli.main: click's main prints an empty line before its Abort on Ctrl-C
+        with cli.make_context("lstmcodec", list(sys.argv[1:] if argv is None else argv)) as ctx:
+            rv = cli.invoke(ctx)
         return rv if isinstance(rv, int) else 0
+    except Terminated as e:
+        remove_temporaries()
+        err("terminated")
+        return 128 + e.signum
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.UsageError as e:

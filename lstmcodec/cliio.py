@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from .errors import CodecError
-from .imageio import atomic_write
+from .files import atomic_write
 
 
 def err(msg: str) -> None:
@@ -72,6 +72,8 @@ def plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | Non
     if output:
         if output != "-" and Path(output).is_dir():
             raise CodecError(f"{output} is a directory")
+        if output != "-" and output.endswith(os.sep):
+            raise CodecError(f"{output}: a folder name, not a file name (give the file, or -d for a folder of outputs)")
         return [output]
     if out_dir:
         d = Path(out_dir)
@@ -87,7 +89,7 @@ def plan_outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | Non
     for i, o in zip(inputs, outs):
         if o == "-":
             continue
-        if not force and Path(o).exists():
+        if not force and os.path.lexists(o):   # a dangling link too: it names a file that would be created
             raise CodecError(f"{o} already exists (name the output with -o, or pass --force to overwrite it)")
         key = str(Path(o).resolve())
         if key in seen and not force:

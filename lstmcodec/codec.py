@@ -13,6 +13,7 @@ is coded as overlapping tiles (tiling.py), each tile its own recurrence.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -26,11 +27,12 @@ from . import container, tiling
 from .entropy import PlaneCoder
 from .errors import CodecError
 from .geometry import BLOCK, blocks, padded
-from .imageio import (SourceImage, open_image, pack_alpha, pack_icc, prepare, read_file, to_pil, unpack_alpha,
+from .files import read_file
+from .imageio import (SourceImage, open_image, pack_alpha, pack_icc, prepare, to_pil, unpack_alpha,
                       unpack_icc)
 from .itermap import decode_map, encode_map, map_masks
 from .mixer import Mixer
-from .nets.recurrent import CodecConfig, RecurrentCodec
+from .nets.recurrent import CodecConfig, RecurrentCodec, decoder_cost
 from .nets.tail import Gate
 
 # ----------------------------------------------------------------------------- pixels and bits <-> tensors
@@ -284,7 +286,7 @@ class Codec(RecurrentCodec):
                       on_iteration: Callable[[int], None] | None = None) -> EncodeResult:
         """compress() of a prepared image, with the notices a user should see (lossy conversions, iterations beyond
         the trained count)."""
-        if not 1 <= iterations <= container.MAX_ITERATIONS:
+        if not 1 <= check_iterations(iterations) <= container.MAX_ITERATIONS:
             raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
         h, w = src.rgb.shape[:2]
         check_size(w, h)
@@ -323,7 +325,7 @@ class Codec(RecurrentCodec):
                        ) -> list[EncodeResult]:
         """compress_many() of prepared images, with each one's notices. Images large enough to be tiled are coded
         one at a time (encode_source)."""
-        if not 1 <= iterations <= container.MAX_ITERATIONS:
+        if not 1 <= check_iterations(iterations) <= container.MAX_ITERATIONS:
             raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
         batch = self._batch(batch)
         results: list[EncodeResult | None] = [None] * len(sources)
@@ -418,7 +420,7 @@ class Codec(RecurrentCodec):
         f = container.read(raw)
         hd = f.header
         tail = self.check_file(hd)
-        n = len(f.iterations) if iterations is None else iterations
+        n = len(f.iterations) if iterations is None else check_iterations(iterations)
         if n < 1:
             raise CodecError("iterations must be at least 1")
         if n > len(f.iterations):
@@ -426,7 +428,8 @@ class Codec(RecurrentCodec):
         grid = blocks(hd.height, hd.width)
         plan = None if hd.tiles is None else tiling.Tiling(*hd.tiles)
         shape = (self.config.bits, *(grid if plan is None else plan.grid(padded(hd.height), padded(hd.width))))
-        container.check_work(shape[1] * shape[2] * BLOCK * BLOCK, n, len(raw))
+        container.check_work(shape[1] * shape[2] * BLOCK * BLOCK, n, len(raw), decoder_cost(self.config),
+                             0 if plan is None else len(plan.tiles(padded(hd.height), padded(hd.width))))
         masks: list[np.ndarray | None] = [None] * n
         if f.iteration_map is not None:
             counts, tile = decode_map(f.iteration_map, grid)
@@ -518,6 +521,13 @@ class Codec(RecurrentCodec):
         d = self.read(data, iterations)
         for rgb in self.reconstructions(d):
             yield d.image(rgb)
+
+
+def check_iterations(n) -> int:
+    """An iteration count as an int (numpy's integers too); CodecError for a float, a bool or text."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise CodecError(f"iterations must be a whole number, not {n!r}")
+    return int(n)
 
 
 def check_size(width: int, height: int) -> None:

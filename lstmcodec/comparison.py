@@ -29,7 +29,8 @@ from PIL import Image
 
 from . import bench, metrics, zoo
 from .errors import CodecError
-from .imageio import atomic_write, open_image, prepare
+from .files import atomic_write
+from .imageio import open_image, prepare
 
 # name -> (label, MIME type of its file, quality range searched; None: JPEG 2000's compression ratio)
 CODECS = {

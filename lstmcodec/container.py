@@ -34,14 +34,15 @@ def _positive_env(name: str, default: int) -> int:
 
 
 MAX_PIXELS = _positive_env("LSTMCODEC_MAX_PIXELS", 1 << 28)
-# The decoder's work budget, in pixel-iterations (pixels the networks process, times the iterations decoded): any
-# file may ask for FREE_WORK (under 3 s on two cores), a file of at least SMALL_FILE bytes WORK_PER_BYTE for every
-# byte it holds. The cheapest real files are flat images at one iteration: a flat grey 2048x2048 image at -i 1 is
-# 467 bytes (9,000 pixel-iterations per byte), 4096x4096 1,611 bytes (10,400 per byte); a photograph needs about
-# 100 per byte. A header that claims a large image from a few bytes would otherwise cost minutes and gigabytes.
-# (The one gap: a flat image of about 2300x2300 to 3300x3300 at -i 1 makes a file under SMALL_FILE bytes that asks
-# for more than FREE_WORK; LSTMCODEC_WORK_PER_BYTE does not open it, LSTMCODEC_FREE_WORK does.)
-FREE_WORK = _positive_env("LSTMCODEC_FREE_WORK", 5 << 20)       # a 2290x2290 image at one iteration
+# The decoder's work budget, in `fast`'s pixel-iterations (pixels the networks process, times the iterations decoded,
+# times the model's cost per pixel relative to fast's, plus TILE_WORK per tile and iteration): any file may ask for
+# FREE_WORK (about 3.5 s on one thread), a file of at least SMALL_FILE bytes WORK_PER_BYTE for every byte it holds.
+# The cheapest real files are flat images at one iteration: a flat grey 2048x2048 image at -i 1 is 467 bytes (9,000
+# pixel-iterations per byte), 4096x4096 1,611 bytes (10,400 per byte); a photograph needs about 100 per byte. A
+# header that claims a large image from a few bytes would otherwise cost minutes and gigabytes. (The gap: a flat
+# image over about 3200x3200 with `fast`, 1600x1600 with `best`, at -i 1 makes a file under SMALL_FILE bytes that asks
+# for more than FREE_WORK; LSTMCODEC_FREE_WORK admits it.)
+FREE_WORK = _positive_env("LSTMCODEC_FREE_WORK", 10 << 20)      # a 3238x3238 image at one iteration with fast
 SMALL_FILE = 1024
 WORK_PER_BYTE = _positive_env("LSTMCODEC_WORK_PER_BYTE", 32768)
 MAX_ITERATIONS = 64
@@ -96,16 +97,24 @@ def write(header: Header, iterations: list[bytes], alpha: bytes | None = None, i
     return b"".join(out)
 
 
-def check_work(pixels: int, iterations: int, file_bytes: int) -> None:
-    """Refuses a decode of `iterations` iterations over `pixels` network pixels that a file of `file_bytes` bytes
-    cannot honestly ask for (FREE_WORK, WORK_PER_BYTE)."""
-    work = pixels * iterations
+TILE_WORK = 4096   # one tile's run of the decoder costs, besides its pixels, about what 4,096 more pixels cost `fast`
+                   # (Python and kernel-launch overhead: 5,120 tiles of 16 x 64 at one iteration took 11 s with `best`)
+
+
+def check_work(pixels: int, iterations: int, file_bytes: int, cost: float = 1.0, tiles: int = 0) -> None:
+    """Refuses a decode of `iterations` iterations over `pixels` network pixels (in `tiles` tiles, 0 for none) that a
+    file of `file_bytes` bytes cannot honestly ask for (FREE_WORK, WORK_PER_BYTE). The work is counted in the bundled
+    `fast` model's pixel-iterations: `cost` is the model's decoder cost per pixel relative to fast's
+    (nets.recurrent.decoder_cost), and every tile adds TILE_WORK per iteration."""
+    work = int((pixels * cost + tiles * TILE_WORK) * iterations)
     allowed = FREE_WORK if file_bytes < SMALL_FILE else max(FREE_WORK, WORK_PER_BYTE * file_bytes)
     if work > allowed:
         limit = (f"a file under {SMALL_FILE} bytes may ask for {FREE_WORK} pixel-iterations; LSTMCODEC_FREE_WORK "
                  "raises it" if file_bytes < SMALL_FILE else
                  f"at most {WORK_PER_BYTE} pixel-iterations per byte; LSTMCODEC_WORK_PER_BYTE raises it")
-        raise CodecError(f"the file claims {pixels} pixels at {iterations} iterations from only {file_bytes} bytes: "
+        raise CodecError(f"the file claims {pixels} pixels" + (f" in {tiles} tiles" if tiles else "") +
+                         (f" of a model {cost:.1f}x as costly as fast's" if cost > 1.05 else "") +
+                         f" at {iterations} iterations from only {file_bytes} bytes: "
                          f"more decoding work than a real file of its size needs ({limit})")
 
 

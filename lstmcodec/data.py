@@ -31,7 +31,8 @@ def list_images(folders: Sequence[str | Path]) -> list[Path]:
             continue
         if not folder.is_dir():
             raise FileNotFoundError(f"no such image folder: {folder}")
-        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        # regular files only: a FIFO (or a device) named *.png in a folder would block or never end a read
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, folders))}")
     return files

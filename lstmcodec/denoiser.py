@@ -52,9 +52,16 @@ def denoise_tensor(t: torch.Tensor, net: LoadedNet, tile: int = TILE, ensemble: 
     return total / 8
 
 
+MIN_SIDE = 32   # smaller images are padded to this side (edge pixels repeated) and cut back: the networks' kernels
+               # and poolings need a few pixels of input
+
+
 def _denoise_tiled(t: torch.Tensor, net: LoadedNet, tile: int) -> torch.Tensor:
-    device = next(net.model.parameters()).device
     h, w = t.shape[-2:]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        padded = torch.nn.functional.pad(t, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")
+        return _denoise_tiled(padded, net, tile)[..., :h, :w]
+    device = next(net.model.parameters()).device
     m = margin(net)
     tile = -(-tile // getattr(net.model, "align", 1)) * getattr(net.model, "align", 1)  # tiles start on the input grid
     if m == 0 or (h <= tile and w <= tile):

@@ -2,6 +2,8 @@
 iteration, bits per pixel, model, and an adaptive file's iteration map."""
 from __future__ import annotations
 
+import os
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,7 +37,11 @@ class FileInfo:
         return asdict(self)
 
 
-def info(data: bytes) -> FileInfo:
+def info(data) -> FileInfo:
+    """What a .lstm file (bytes or a path) holds."""
+    if isinstance(data, (str, os.PathLike)):
+        from .files import read_file
+        data = read_file(data)
     f = container.read(bytes(data))
     hd, px = f.header, f.header.width * f.header.height
     meta = len(data) - sum(f.chunk_sizes)

@@ -8,6 +8,9 @@ Every input must either work or raise CodecError, within a time limit; anything 
   entropy decoding, the network). The seed files are small, real encodings made at start-up with the default model.
 - images (one input in 8): every format Pillow writes, in odd modes and sizes, truncated, bit-flipped, with a
   header claiming a huge size; read and prepared as encode reads them (and encoded when small).
+- tiled headers whose geometry is cheap to state and dear to decode (strips, many small tiles, the costliest model).
+- around the inputs, once per run: outputs written through a FIFO, a symbolic link and a character device, and
+  six threads of encodes that must leave fd 2 and the warning filters as they were.
 - weights files (one input in 16): a real codec or denoiser weights file with its fields replaced by wrong
   types, out-of-range or oversized values, tensors of other shapes or types, truncated or random bytes, or a
   plain pickle; loaded as --model PATH loads them.
@@ -83,7 +86,9 @@ def repair_crcs(data: bytes) -> bytes:
 def mutate(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
     """One fuzz input and the name of the strategy that made it."""
     data = bytearray(rng.choice(seeds))
-    kind = rng.choice(["flip", "byte", "truncate", "insert", "delete", "splice", "header", "chunk-length"])
+    kind = rng.choice(["flip", "byte", "truncate", "insert", "delete", "splice", "header", "chunk-length", "tiles"])
+    if kind == "tiles":
+        return kind, crafted_tiles(rng, bytes(data))
     if kind == "flip":
         for _ in range(rng.randint(1, 8)):
             i = rng.randrange(len(data))
@@ -123,6 +128,19 @@ def mutate(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
     return kind, bytes(data)
 
 
+def crafted_tiles(rng: random.Random, data: bytes) -> bytes:
+    """A tiled (version 3) header whose geometry is cheap to state and dear to decode: long strips or many small
+    tiles, naming the costliest bundled model, before a real file's chunks."""
+    f = container.read(data)
+    names = zoo.names("codec")
+    codec = zoo.load_codec(rng.choice(names))
+    w, h = rng.choice([(245_760, 16), (16, 245_760), (2_048, 2_048), (65_535, 64), (4_096, 1_024)])
+    head = container._FIXED.pack(container.MAGIC, container.TILED_VERSION, 0, w, h, container.MODES.index(f.header.mode),
+                                 rng.randint(1, 4), len(codec.name)) + codec.name.encode() + codec.fingerprint
+    head += container._TILES.pack(rng.choice([64, 80, 128]), rng.choice([0, 16]))
+    return head + struct.pack("<I", zlib.crc32(head)) + data[f.header_size:]
+
+
 # ----------------------------------------------------------------------------- images and weights files
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO", "TGA", "PCX", "DDS", "SGI",
@@ -145,6 +163,17 @@ def image_seeds(rng: random.Random) -> list[bytes]:
                 out.append(buf.getvalue())
             except Exception:  # this format does not take this mode (or is not built in)
                 continue
+    dark = Image.fromarray((base.astype(np.uint16) % 201))      # a dark 16-bit grey photo: 0..200 of 65535
+    unit = Image.fromarray(base.astype(np.float32) / 255)       # floats in 0..1, and out of any range
+    odd = Image.fromarray(base.astype(np.float32) * 1000 - 7)
+    key = Image.fromarray(np.stack([base, base, base], 2))
+    frames = [Image.fromarray(base + k) for k in range(3)]
+    for im, fmt, options in [(dark, "PNG", {}), (unit, "TIFF", {}), (odd, "TIFF", {}),
+                             (key, "PNG", {"transparency": (0, 0, 0)}), (frames[0], "GIF", {"save_all": True,
+                                                                                          "append_images": frames[1:]})]:
+        buf = io.BytesIO()
+        im.save(buf, format=fmt, **options)
+        out.append(buf.getvalue())
     return out
 
 
@@ -235,6 +264,49 @@ def try_weights(data: bytes, folder: Path) -> None:
     zoo.clear_cache()
 
 
+def environment_findings(folder: Path) -> list[str]:
+    """What files.atomic_write and the library promise around an input rather than in it: a FIFO, a symbolic link
+    and (as root) a character device written through, and six threads of encodes leaving fd 2 and the warning
+    filters as they were. Each broken promise is a finding."""
+    import os
+    import stat
+    import threading
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .files import atomic_write
+
+    found = []
+    fifo, got = folder / "fifo.lstm", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write(fifo, b"through the fifo")
+    reader.join(10)
+    if got != [b"through the fifo"] or not stat.S_ISFIFO(os.stat(fifo).st_mode):
+        found.append("output: a FIFO was not written through")
+    (folder / "target").write_bytes(b"old")
+    (folder / "link").symlink_to(folder / "target")
+    atomic_write(folder / "link", b"new")
+    if not (folder / "link").is_symlink() or (folder / "target").read_bytes() != b"new":
+        found.append("output: a symbolic link was not written through")
+    try:
+        os.mknod(folder / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        atomic_write(folder / "null", b"discarded")
+        if not stat.S_ISCHR(os.stat(folder / "null").st_mode):
+            found.append("output: a character device was replaced by a file")
+    except PermissionError:   # device nodes need root
+        pass
+    small = np.zeros((24, 24, 3), np.uint8)
+    api.encode(small, iterations=1)
+    fd, filters = os.fstat(2), list(warnings.filters)
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda _: [api.encode(small, iterations=1) for _ in range(5)], range(6)))
+    if (os.fstat(2).st_ino, os.fstat(2).st_dev) != (fd.st_ino, fd.st_dev) or list(warnings.filters) != filters:
+        found.append("threads: encoding from threads changed fd 2 or the warning filters")
+    return found
+
+
 @dataclass
 class Report:
     runs: int = 0
@@ -257,6 +329,8 @@ def run(runs: int, seed: int = 0, time_limit_s: float = 5.0, seeds: list[bytes] 
     rep = Report()
     reported = 0
     with tempfile.TemporaryDirectory() as tmp:
+        if corpus:
+            rep.findings += environment_findings(Path(tmp))
         for k in range(runs):
             draw = rng.random()
             if corpus and draw < 1 / 16:

@@ -1,11 +1,10 @@
-"""Reading and writing images: modes, alpha, 16-bit, EXIF orientation, ICC profiles, atomic writes."""
+"""Reading and writing images: modes, alpha, 16-bit, EXIF orientation, ICC profiles (files: lstmcodec/files.py)."""
 from __future__ import annotations
 
 import contextlib
 import io
 import os
-import sys
-import tempfile
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -47,10 +46,13 @@ def open_image(source, name: str = "image") -> Image.Image:
     else:
         raise CodecError(f"cannot read an image from a {type(source).__name__}")
     try:
-        with warnings.catch_warnings(), quiet_stderr():
-            warnings.simplefilter("ignore")  # Pillow's warnings about odd files are not the user's to read
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with silenced():
             im = Image.open(fp)
+            if im.width * im.height > Image.MAX_IMAGE_PIXELS:   # Pillow only warns up to twice its limit
+                raise Image.DecompressionBombError("over the limit")
+            raw = [t.args[0] if isinstance(t.args, tuple) else t.args for t in im.tile]
+            if im.mode in ("RGB", "RGBA") and any(isinstance(r, str) and "16" in r for r in raw):
+                im.info["lstmcodec_bits"] = 16   # Pillow keeps 8 of a 16-bit colour image's bits: said in a notice
             im.load()
         return im
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -66,6 +68,23 @@ def open_image(source, name: str = "image") -> Image.Image:
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+COMMAND_LINE = False   # set by the command line (cli.main): it may silence file descriptor 2 and warnings
+
+
+@contextlib.contextmanager
+def silenced():
+    """While Pillow decodes, converts or writes an image: in the command line's main thread, its warnings and what C
+    libraries print to file descriptor 2 are silenced (the promise there is one line on stderr). A library caller's
+    process is left alone: its stderr and warning filters are process-wide, and changing them from one of its
+    threads races with the others."""
+    if not COMMAND_LINE or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings(), quiet_stderr():
+        warnings.simplefilter("ignore")
+        yield
 
 
 @contextlib.contextmanager
@@ -90,8 +109,7 @@ def prepare(im: Image.Image) -> SourceImage:
     """Apply EXIF orientation and bring any Pillow mode to RGB (+ alpha), with notices for lossy conversions.
     An image that cannot be converted is a CodecError."""
     try:
-        with warnings.catch_warnings(), quiet_stderr():
-            warnings.simplefilter("ignore")
+        with silenced():
             return _prepare(im)
     except CodecError:
         raise
@@ -102,7 +120,14 @@ def prepare(im: Image.Image) -> SourceImage:
 
 
 def _prepare(im: Image.Image) -> SourceImage:
+    if im.width == 0 or im.height == 0:
+        raise CodecError(f"empty image ({im.width}x{im.height} pixels)")
     notices: list[str] = []
+    frames = getattr(im, "n_frames", 1)
+    if isinstance(frames, int) and frames > 1:
+        notices.append(f"only the first of its {frames} frames is coded")
+    if im.info.get("lstmcodec_bits") == 16:
+        notices.append(f"16-bit {im.mode} image reduced to 8 bits per channel")
     icc = im.info.get("icc_profile") or None
     try:
         im = ImageOps.exif_transpose(im)
@@ -118,15 +143,30 @@ def _prepare(im: Image.Image) -> SourceImage:
         icc = None  # a CMYK profile does not describe the RGB pixels
         im = im.convert("RGB")
     elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        notices.append(f"{mode} (16/32-bit) image converted to 8-bit grayscale")
         a = np.asarray(im, dtype=np.float64)
-        scale = 255.0 / 65535.0 if a.max(initial=0) > 255 else 1.0
-        im = Image.fromarray(np.clip(np.round(a * scale), 0, 255).astype(np.uint8), "L")
+        bits = _declared_bits(im)
+        if bits is None:   # no declared depth: the smallest of 8, 16 and 32 bits that holds the values
+            top = a.max(initial=0)
+            bits = 8 if top <= 255 else 16 if top <= 65535 else 32
+        if a.min(initial=0) < 0:
+            raise CodecError(f"a {mode} image with negative values: refused (no 8-bit meaning for them)")
+        notices.append(f"{bits}-bit grayscale image converted to 8-bit (0..{2 ** bits - 1} scaled to 0..255)")
+        im = Image.fromarray(np.clip(np.round(a * (255.0 / (2 ** bits - 1))), 0, 255).astype(np.uint8), "L")
     elif mode == "F":
-        notices.append("floating-point image converted to 8-bit grayscale")
-        im = im.convert("L")
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = (a.min(), a.max()) if a.size else (0.0, 0.0)
+        if not np.isfinite(a).all() or lo < 0 or hi > 255:
+            raise CodecError("a floating-point image with values outside 0..255 (or not finite): refused, as its "
+                             "scale is unknown")
+        scale = 255.0 if hi <= 1.0 else 1.0
+        notices.append("floating-point image converted to 8-bit grayscale (" +
+                       ("0..1 scaled to 0..255)" if scale == 255.0 else "values taken as 0..255)"))
+        im = Image.fromarray(np.clip(np.round(a * scale), 0, 255).astype(np.uint8), "L")
     elif mode == "1":
         im = im.convert("L")
+    elif mode in ("RGB", "L") and im.info.get("transparency") is not None:
+        notices.append("colour-key transparency kept as an alpha channel")
+        im = im.convert("RGBA" if mode == "RGB" else "LA")
     elif mode in ("RGBX", "YCbCr", "LAB", "HSV"):
         notices.append(f"{mode} image converted to RGB")
         im = im.convert("RGB")
@@ -142,6 +182,19 @@ def _prepare(im: Image.Image) -> SourceImage:
         notices.append("fully opaque alpha channel dropped")
         mode, alpha = mode[:-1] if mode == "LA" else "RGB", None
     return SourceImage(rgb, mode, alpha, icc, notices)
+
+
+def _declared_bits(im: Image.Image) -> int | None:
+    """The bit depth an integer grayscale image's file declares: 16 for Pillow's I;16 modes and for PNG, PPM / PGM
+    and FITS-less "I" images of those formats, TIFF's BitsPerSample; None where the file does not say."""
+    if im.mode.startswith("I;16") or im.format in ("PNG", "PPM"):
+        return 16
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None and tags.get(258) is not None:
+        bits = tags.get(258)
+        bits = bits[0] if isinstance(bits, tuple) else bits
+        return int(bits) if bits in (8, 16, 32) else None
+    return None
 
 
 def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | None) -> Image.Image:
@@ -199,13 +252,15 @@ def unpack_icc(payload: bytes) -> bytes:
 # ----------------------------------------------------------------------------- decoded images as files
 
 
-def encode_image_bytes(im: Image.Image, fmt: str) -> bytes:
-    """Serialise a decoded image in format `fmt` (png, jpeg, webp, ...), keeping its ICC profile."""
+def encode_image_bytes(im: Image.Image, fmt: str, notices: list[str] | None = None) -> bytes:
+    """Serialise a decoded image in format `fmt` (png, jpeg, webp, ...), keeping its ICC profile; what the format
+    cannot hold (alpha in JPEG or PPM) is said in `notices` when given."""
     fmt = fmt.upper()
     fmt = {"JPG": "JPEG", "TIF": "TIFF", "J2K": "JPEG2000", "JP2": "JPEG2000"}.get(fmt, fmt)
     if fmt in ("JPEG", "PPM") and im.mode in ("RGBA", "LA"):
         im = im.convert("RGB" if im.mode == "RGBA" else "L")
-        print("notice: alpha channel dropped (the output format has none)", file=sys.stderr)
+        if notices is not None:
+            notices.append("alpha channel dropped (the output format has none)")
     buf = io.BytesIO()
     kwargs = {}
     if im.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "JPEG2000", "AVIF"):
@@ -215,9 +270,12 @@ def encode_image_bytes(im: Image.Image, fmt: str) -> bytes:
     elif fmt == "WEBP":
         kwargs["lossless"] = True
     try:
-        im.save(buf, format=fmt, **kwargs)
-    except (KeyError, ValueError, OSError) as e:
-        raise CodecError(f"cannot write {fmt} images ({e})") from None
+        with silenced():   # libjpeg prints its own line about images too wide for it
+            im.save(buf, format=fmt, **kwargs)
+    except MemoryError:
+        raise CodecError(f"not enough memory to write this {fmt} image") from None
+    except Exception as e:   # KeyError for an unknown format; OverflowError, struct.error, RuntimeError, OSError for
+        raise CodecError(f"cannot write this image as {fmt} ({_one_line(e)})") from None   # sizes a format cannot hold
     return buf.getvalue()
 
 
@@ -229,43 +287,3 @@ def format_for(path: str | os.PathLike, default: str = "png") -> str:
     if ext not in known:
         raise CodecError(f"{path}: unknown output format '.{ext}'")
     return ext
-
-
-def read_file(path) -> bytes:
-    """The bytes of a file, or CodecError with a one-line reason."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise CodecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CodecError(f"{path}: is a directory") from None
-    except OSError as e:
-        raise CodecError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename over it: never a partial file."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise CodecError(f"{path}: the folder {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    except OSError as e:
-        raise CodecError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CodecError(f"{path}: cannot write ({e.strerror})") from None
-        raise

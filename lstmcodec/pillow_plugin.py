@@ -1,4 +1,6 @@
-"""A Pillow plugin: after `import lstmcodec`, PIL.Image.open("x.lstm") decodes .lstm files."""
+"""A Pillow plugin: after `import lstmcodec`, PIL.Image.open("x.lstm") decodes .lstm files and
+image.save("x.lstm") encodes them (the default model; `iterations=N`, default 8, and `model=` as save options).
+Errors are OSError, as Pillow's own plugins raise them."""
 from __future__ import annotations
 
 from PIL import Image, ImageFile
@@ -29,14 +31,32 @@ class LstmImageFile(ImageFile.ImageFile):
         if getattr(self, "_lstm_data", None) is not None:
             from .api import decode
 
-            decoded = decode(self._lstm_data)
+            from .errors import CodecError
+
+            try:
+                decoded = decode(self._lstm_data)
+            except CodecError as e:   # what `except OSError` around Image.open(...).load() expects
+                raise OSError(str(e)) from None
             self._lstm_data = None
             self.im = decoded.im
             self.info.update(decoded.info)
         return Image.Image.load(self)
 
 
+def _save(im: Image.Image, fp, filename) -> None:
+    from .api import encode
+    from .errors import CodecError
+
+    options = im.encoderinfo
+    try:
+        data = encode(im, iterations=options.get("iterations", 8), model=options.get("model", "default"))
+    except CodecError as e:
+        raise OSError(str(e)) from None
+    fp.write(data)
+
+
 def register() -> None:
+    Image.register_save(LstmImageFile.format, _save)
     Image.register_open(LstmImageFile.format, LstmImageFile, _accept)
     Image.register_extension(LstmImageFile.format, ".lstm")
     Image.register_mime(LstmImageFile.format, "image/x-lstm")

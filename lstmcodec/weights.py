@@ -14,8 +14,10 @@ bytes), which the .lstm header records so that a file made with other weights is
 from __future__ import annotations
 
 import hashlib
+import math
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -102,6 +104,9 @@ def net_blob(model: torch.nn.Module, name: str, task: str, arch: str, config: di
             "state_dict": half_state(model), "meta": meta or {}}
 
 
+_QUIET = threading.Lock()
+
+
 def read(path: str | os.PathLike, task: str, expected_sha: str | None = None) -> dict:
     """The validated envelope of a weights file of `task`. Raises ValueError with a one-line message."""
     path = Path(path)
@@ -115,8 +120,8 @@ def read(path: str | os.PathLike, task: str, expected_sha: str | None = None) ->
     if expected_sha and hashlib.sha256(raw).hexdigest() != expected_sha:
         raise ValueError(f"weights file {path} does not match its recorded SHA-256 (tampered or damaged)")
     try:
-        with warnings.catch_warnings():  # torch warns about files it then refuses; the error line says it all
-            warnings.simplefilter("ignore")
+        with _QUIET, warnings.catch_warnings():  # torch warns about files it then refuses; the error line says it
+            warnings.simplefilter("ignore")          # all (one thread at a time: the filters are process-wide)
             blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for foreign files
         raise ValueError(f"{path} is not a loadable weights file ({type(e).__name__})") from None
@@ -136,6 +141,39 @@ def read(path: str | os.PathLike, task: str, expected_sha: str | None = None) ->
     if task != "codec" and not isinstance(blob.get("arch"), str):
         raise ValueError(f"{path}: a {task} model needs an architecture name")
     return blob
+
+
+def check_net_config(path: Path, task: str, config) -> None:
+    """What a denoiser's or classifier's configuration tells the code that runs it (channels, input size, classes,
+    normalisation), checked before anything is built or run; ValueError with a one-line reason. (The codec's is
+    CodecConfig's own check.)"""
+    def whole(v, lo: int, hi: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{path}: bad model configuration ({what})")
+
+    if not isinstance(config, dict):
+        raise bad("not a mapping")
+    channels = config.get("in_channels", 3)
+    if channels not in (1, 3) or not whole(channels, 1, 3):
+        raise bad(f"in_channels must be 1 or 3, not {channels!r}")
+    size = config.get("size")
+    if task == "classify" or size is not None:
+        if not whole(size, 8, 512 if task == "classify" else 4096):
+            raise bad(f"size must be a whole number of pixels in 8..{512 if task == 'classify' else 4096}, not {size!r}")
+    if task == "classify":
+        classes = config.get("classes")
+        if not isinstance(classes, list) or not 1 <= len(classes) <= 10000 or \
+                not all(isinstance(c, str) and c.isprintable() and len(c) <= 100 for c in classes):
+            raise bad("classes must be a list of 1 to 10,000 printable names")
+    for key in ("mean", "std"):
+        if key in config:
+            v = config[key]
+            if not isinstance(v, list) or len(v) != channels or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (key == "mean" or x > 0)
+                    for x in v):
+                raise bad(f"{key} must be {channels} finite number{'s' * (channels > 1)}" + (" above 0" if key == "std" else ""))
 
 
 def build(path: Path, blob: dict, builder: Callable[[], torch.nn.Module]) -> torch.nn.Module:

@@ -58,9 +58,9 @@ def resolve(task: str, name_or_path: str) -> tuple[Path, str | None]:
     (SHA-256 None). Raises CodecError for a name that is neither."""
     name = canonical(task, name_or_path)
     path = Path(name)
-    if path.suffix and path.exists():
-        return path, None
     entry = registry().get(task, {}).get(name)
+    if (path.suffix or entry is None) and path.is_file():   # a bundled name wins over a file of that name
+        return path, None
     if entry is None:
         if name in retired().get(task, {}):
             raise CodecError(f"the model '{name}' is retired: lstmcodec {retired()[task][name]['last_version']} "
@@ -186,10 +186,12 @@ def not_bundled(model: str, fingerprint: str) -> str | None:
 def select(device: str) -> "torch.device":
     from .runtime import select_device
 
+    if not isinstance(device, str):
+        raise CodecError(f"device must be a name such as cpu, cuda or cuda:0, not {device!r}")
     try:
         return select_device(device)
-    except ValueError as e:
-        raise CodecError(str(e)) from None
+    except (ValueError, RuntimeError) as e:   # torch.device("bogus") is a RuntimeError
+        raise CodecError(f"device {device!r}: {' '.join(str(e).split())[:160]}") from None
 
 
 @dataclass
@@ -219,6 +221,7 @@ def _load_net(task: str, name_or_path: str, device: str) -> LoadedNet:
     builder = {"denoise": denoise.build, "classify": classify.build}[task]
     try:
         blob = weights.read(path, task, sha)
+        weights.check_net_config(path, task, blob.get("config"))
         model = weights.build(path, blob, lambda: builder(blob["arch"], blob["config"]))
     except ValueError as e:
         raise CodecError(str(e)) from None

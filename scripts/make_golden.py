@@ -13,7 +13,8 @@ import argparse
 from pathlib import Path
 
 from lstmcodec import zoo
-from lstmcodec.imageio import atomic_write, encode_image_bytes
+from lstmcodec.files import atomic_write
+from lstmcodec.imageio import encode_image_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden"

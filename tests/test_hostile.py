@@ -115,6 +115,24 @@ def test_the_work_budget_admits_the_cheapest_real_files():
     assert api.decode(data).size == (2048, 2048)
 
 
+def test_a_tiny_tiled_file_of_the_costliest_model_is_counted_at_its_cost(tmp_path):
+    """79 bytes: `best` in 5,120 tiles of a 16 x 245,760 strip at one iteration. Counted in pixels alone it was inside
+    the budget and took 11 s of one thread; counted at best's cost per pixel and per tile it is refused at once."""
+    import zlib
+
+    data = zoo.load_codec("best").compress(np.full((16, 256, 3), 128, np.uint8), 1, tiles=64)
+    _, size, _ = container.read_header(data)
+    head = bytearray(data[:size - 4])
+    struct.pack_into("<I", head, 6, 245_760)
+    hostile = bytes(head) + struct.pack("<I", zlib.crc32(bytes(head))) + data[size:]
+    assert len(hostile) < 100
+    f = tmp_path / "strip.lstm"
+    f.write_bytes(hostile)
+    r, seconds, rss = _limited("decode", f, "-o", tmp_path / "out.png")
+    assert "5120 tiles" in _one_error(r) and not (tmp_path / "out.png").exists()
+    assert seconds < 30 and rss < 2.0, (seconds, rss)
+
+
 def test_a_large_untiled_file_decodes_region_by_region_as_a_whole():
     """Over tiling.THRESHOLD pixels an untiled file is decoded in regions with margins: the pixels of one pass."""
     codec = zoo.load_codec()

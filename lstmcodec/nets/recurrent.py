@@ -115,6 +115,28 @@ def _ch(base: int, width: float) -> int:
     return max(4, int(round(base * width / 4)) * 4)
 
 
+def decoder_macs(cfg: CodecConfig) -> float:
+    """Multiply-adds per image pixel of one iteration of the decoder (its gate convolutions, at their resolutions)."""
+    c0 = _ch(512, cfg.width)
+    c1, c2, c3, c4 = cfg.decoder_hidden or (_ch(c, cfg.width) for c in (512, 512, 256, 128))
+    k = cfg.decoder_hidden_kernel ** 2
+    macs = cfg.bits * c0 / 256                                        # conv_in at 1/16 resolution
+    for (cin, hidden, hk), area in zip([(c0, c1, 1), (c1 // 4, c2, 1), (c2 // 4, c3, k), (c3 // 4, c4, k)],
+                                       (1 / 256, 1 / 64, 1 / 16, 1 / 4)):
+        macs += 4 * hidden * (9 * cin + hk * hidden) * area
+    return macs + 3 * c4 / 4
+
+
+# `fast`'s decoder, the unit of the decoding work budget (container.check_work)
+FAST_DECODER_MACS = decoder_macs(CodecConfig(decoder_hidden=(128, 128, 48, 24), decoder_hidden_kernel=1))
+
+
+def decoder_cost(cfg: CodecConfig) -> float:
+    """The decoder's cost per pixel relative to the bundled `fast` model's (at least 1: no model is cheaper to run
+    than what the budget assumes)."""
+    return max(1.0, decoder_macs(cfg) / FAST_DECODER_MACS)
+
+
 def run_stack(rnns: nn.ModuleList, x: torch.Tensor, states: list[State] | None,
               after=None) -> tuple[torch.Tensor, list[State]]:
     """Run recurrent layers in order (state None: first iteration); `after` follows each layer."""

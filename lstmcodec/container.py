@@ -36,13 +36,13 @@ def _positive_env(name: str, default: int) -> int:
 MAX_PIXELS = _positive_env("LSTMCODEC_MAX_PIXELS", 1 << 28)
 # The decoder's work budget, in `fast`'s pixel-iterations (pixels the networks process, times the iterations decoded,
 # times the model's cost per pixel relative to fast's, plus TILE_WORK per tile and iteration): any file may ask for
-# FREE_WORK (about 3.5 s on one thread), a file of at least SMALL_FILE bytes WORK_PER_BYTE for every byte it holds.
-# The cheapest real files are flat images at one iteration: a flat grey 2048x2048 image at -i 1 is 467 bytes (9,000
-# pixel-iterations per byte), 4096x4096 1,611 bytes (10,400 per byte); a photograph needs about 100 per byte. A
-# header that claims a large image from a few bytes would otherwise cost minutes and gigabytes. (The gap: a flat
-# image over about 3200x3200 with `fast`, 1600x1600 with `best`, at -i 1 makes a file under SMALL_FILE bytes that asks
-# for more than FREE_WORK; LSTMCODEC_FREE_WORK admits it.)
-FREE_WORK = _positive_env("LSTMCODEC_FREE_WORK", 10 << 20)      # a 3238x3238 image at one iteration with fast
+# FREE_WORK (under 2 s of one thread on a quiet machine), a file of at least SMALL_FILE bytes WORK_PER_BYTE for every
+# byte it holds. The cheapest real files are flat images at one iteration: a flat grey 2048x2048 image at -i 1 is 467
+# bytes (9,000 pixel-iterations per byte), 4096x4096 1,611 bytes (10,400 per byte); a photograph needs about 100 per
+# byte. A header that claims a large image from a few bytes would otherwise cost minutes and gigabytes. (The gap: a
+# flat image of about 2300x2300 to 3300x3300 with `fast`, or over about 1150x1150 with `best`, at -i 1 makes a file
+# under SMALL_FILE bytes that asks for more than FREE_WORK; LSTMCODEC_FREE_WORK admits it.)
+FREE_WORK = _positive_env("LSTMCODEC_FREE_WORK", 5 << 20)       # a 2290x2290 image at one iteration with fast
 SMALL_FILE = 1024
 WORK_PER_BYTE = _positive_env("LSTMCODEC_WORK_PER_BYTE", 32768)
 MAX_ITERATIONS = 64

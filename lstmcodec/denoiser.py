@@ -58,7 +58,7 @@ MIN_SIDE = 32   # smaller images are padded to this side (edge pixels repeated) 
 
 def _denoise_tiled(t: torch.Tensor, net: LoadedNet, tile: int) -> torch.Tensor:
     h, w = t.shape[-2:]
-    if h < MIN_SIDE or w < MIN_SIDE:
+    if (h < MIN_SIDE or w < MIN_SIDE) and net.config.get("size") is None:   # not a network of one fixed size
         padded = torch.nn.functional.pad(t, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")
         return _denoise_tiled(padded, net, tile)[..., :h, :w]
     device = next(net.model.parameters()).device

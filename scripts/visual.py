@@ -3,10 +3,12 @@
 
     python scripts/visual.py ../shared/data/kodak --out results/visual
 
-Writes OUT/index.html (`lstmcodec compare` of kodim05, kodim04 and kodim23 at -i 2, 4, 8 and 16 beside WebP, JPEG
-and AVIF at the highest quality whose file is not larger), OUT/visual.json (each side's numbers, without the
-images) and, where headless Chromium and Selenium are installed, OUT/compare.png: the page as a browser shows it,
-kodim05 at -i 8, zoomed 2x on the lettering, the split line a third of the way across.
+Writes OUT/index.html (`lstmcodec compare` of 384x256 crops of kodim05, kodim04 and kodim23 — the lettering and
+the coil spring, a face and hat, a parrot's feathers and eye — at -i 2, 4, 8 and 16 beside WebP, JPEG and AVIF at the
+highest quality whose file is not larger; crops, so that the page stays small enough to keep in the repository),
+OUT/visual.json (each side's numbers, without the images) and, where headless Chromium and Selenium are installed,
+OUT/compare.png: the page as a browser shows it, kodim05 at -i 8, zoomed 2x, the split line a third of the way
+across.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ["kodim05", "kodim04", "kodim23"]
+CROPS = {"kodim05": (220, 130), "kodim04": (60, 110), "kodim23": (200, 30)}   # left, top of a 384 x 256 crop
+SIZE = (384, 256)
 
 
 def screenshot(page: Path, png: Path) -> bool:
@@ -41,7 +44,7 @@ def screenshot(page: Path, png: Path) -> bool:
         browser.execute_script(
             "state.step = 2; state.split = 0.36; render();"
             "document.querySelector(\"[data-zoom='2']\").click();"
-            "state.tx = -420; state.ty = -260; layout();")
+            "state.tx = -120; state.ty = -100; layout();")
         browser.save_screenshot(str(png))
     finally:
         browser.quit()
@@ -60,7 +63,16 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    photos = [Path(args.kodak) / f"{name}.png" for name in PHOTOS]
+    from PIL import Image
+
+    photos = []
+    for name, (x, y) in CROPS.items():
+        path = Path(args.kodak) / f"{name}.png"
+        if not path.exists():
+            print(f"error: {path} not found", file=sys.stderr)
+            return 1
+        photos.append(out / f"{name}-crop.png")
+        Image.open(path).convert("RGB").crop((x, y, x + SIZE[0], y + SIZE[1])).save(photos[-1])
     try:
         html = lstmcodec.compare(photos, out / "index.html", [int(i) for i in args.iterations.split(",")],
                                  model=args.model, progress=lambda m: print(m, file=sys.stderr))
@@ -75,6 +87,8 @@ def main(argv=None) -> int:
         for shot in [*photo["lstmcodec"], *(s for shots in photo["codecs"].values() for s in shots)]:
             shot.pop("src")
     (out / "visual.json").write_text(json.dumps(data, indent=1) + "\n")
+    for p in photos:   # the originals are inside the page
+        p.unlink()
     if screenshot(out / "index.html", out / "compare.png"):
         print(f"{out / 'compare.png'} written", file=sys.stderr)
     return 0

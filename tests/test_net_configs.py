@@ -37,9 +37,13 @@ def test_bad_classifier_configs_are_one_line(tmp_path, changes, words):
     path = _with_config(tmp_path, "classify-mnist", **changes)
     with pytest.raises(CodecError, match=words):
         lstmcodec.classify(np.zeros((1, 1), np.uint8), model=str(path))
+
+
+def test_a_bad_classifier_config_is_one_line_on_the_command_line(tmp_path):
+    path = _with_config(tmp_path, "classify-mnist", size=8000)
     r = run_cli("classify", Path(__file__).parent / "data" / "parrots.png", "--model", path)
     err = r.stderr.decode()
-    assert r.returncode == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert r.returncode == 1 and err.startswith("error: ") and err.count("\n") == 1 and "size" in err, err
 
 
 def test_bad_denoiser_size_is_one_line(tmp_path):

@@ -86,7 +86,7 @@ class CodecConfig:
         if not isinstance(self.blocks, tuple) or len(self.blocks) > 8 or any(not integer(b) for b in self.blocks) \
                 or list(self.blocks) != sorted(set(self.blocks)) or any(not 1 <= b < 64 for b in self.blocks):
             raise ValueError(f"blocks must be at most 8 increasing iterations in 1..63, not {self.blocks!r}")
-        if self.blocks and (not self.additive or self.priming and self.blocks[0] == 0):
+        if self.blocks and not self.additive:
             raise ValueError("blocks need additive reconstruction")
 
     def to_dict(self) -> dict:
@@ -100,7 +100,7 @@ class CodecConfig:
         for key in ("decoder_hidden", "encoder_hidden", "blocks"):
             if key in kw:
                 if not isinstance(kw[key], (list, tuple)):
-                    raise ValueError(f"{key} must be a list of channel counts, not {kw[key]!r}")
+                    raise ValueError(f"{key} must be a list of whole numbers, not {kw[key]!r}")
                 kw[key] = tuple(kw[key])
         return cls(**kw)
 

@@ -11,8 +11,8 @@ mode.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from .errors import CodecError
@@ -42,12 +42,6 @@ def read_file(path) -> bytes:
         raise CodecError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` as the module's docstring says; CodecError with a one-line reason where it cannot."""
     text = os.fspath(path)
@@ -69,8 +63,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise CodecError(f"{path}: is {kind}; not written")
     if path.is_symlink():   # written through: the target is replaced (or created), the link stays
         path = Path(os.path.realpath(path))
-    mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
-    _replace(path, data, mode)
+    _replace(path, data, stat.S_IMODE(st.st_mode) if st is not None else None)
 
 
 def _write_in_place(path: Path, data: bytes) -> None:
@@ -84,24 +77,33 @@ def _write_in_place(path: Path, data: bytes) -> None:
         raise CodecError(f"{path}: cannot write ({e.strerror})") from None
 
 
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`: never a partial file."""
+def _replace(path: Path, data: bytes, mode: int | None) -> None:
+    """Write to a temporary file beside `path`, then rename it over `path`: never a partial file. The temporary is
+    created with mode 0666, which the kernel cuts by the umask (reading the umask would mean setting it, a race with
+    other threads), or given `mode`, the replaced file's."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise CodecError(f"{path}: the folder {directory} does not exist")
     if len(os.fsencode(path.name)) > 255:
         raise CodecError(f"{path.name[:40]}...: the file name is longer than 255 bytes")
-    try:   # a short fixed prefix: a name of up to 255 bytes still leaves room for the temporary's
-        fd, tmp = tempfile.mkstemp(prefix=".lstmcodec-", suffix=".part", dir=directory)
-    except OSError as e:
-        raise CodecError(f"{path}: cannot write ({e.strerror})") from None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:   # a short name of its own: a file name of up to 255 bytes still leaves room for the temporary's
+        tmp = str(directory / f".lstmcodec-{secrets.token_hex(6)}.part")
+        try:
+            fd = os.open(tmp, flags, 0o666 if mode is None else 0o600)
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise CodecError(f"{path}: cannot write ({e.strerror})") from None
     _TEMPORARIES.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
         try:

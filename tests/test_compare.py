@@ -105,7 +105,7 @@ def test_bad_input_is_one_line_and_no_page(tmp_path, args, code, message):
     assert r.returncode == code, err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err.lower(), err
-    assert not out.exists() and not list(tmp_path.glob(".page.html*"))
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
 
 
 # ----------------------------------------------------------------------------- a real browser

@@ -6,6 +6,7 @@ on stderr); 2 usage; 130 interrupted. Outputs are written atomically; inputs are
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -392,7 +393,7 @@ def compare(photos, output, iterations, codecs, model, device, force, quiet) -> 
     its = _parse_range(iterations)
     if its[-1] > 64:
         raise click.BadParameter("iteration counts go up to 64", param_hint="--iterations")
-    if Path(output).exists() and not force:
+    if os.path.lexists(output) and not force:   # as default names: a dangling link names a file too
         raise CodecError(f"{output} exists (use --force to overwrite it)")
     from . import comparison
 

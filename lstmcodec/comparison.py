@@ -85,9 +85,7 @@ class EqualBytes:
     def file(self, q: float) -> bytes:
         if q not in self.files:
             buf = io.BytesIO()
-            opts = ({"quality_mode": "rates", "quality_layers": [q], "irreversible": True, "mct": 1}
-                    if self.name == "jpeg2000" else self.options(int(q)))
-            Image.fromarray(self.rgb).save(buf, format=self.fmt, **opts)
+            Image.fromarray(self.rgb).save(buf, format=self.fmt, **self.options(q))   # bench's options for a setting
             self.files[q] = buf.getvalue()
         return self.files[q]
 
@@ -111,7 +109,7 @@ class EqualBytes:
         if self.name == "jpeg2000":
             return self._ratio(budget)
         low, hi = CODECS[self.name][2]
-        lo, found = (low, None) if self.floor is None else (self.floor, None)
+        lo, found = low if self.floor is None else self.floor, None
         while lo <= hi:
             q = (lo + hi) // 2
             if len(self.file(q)) <= budget:

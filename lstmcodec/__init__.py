@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import CodecError
-from .pillow_plugin import register as _register_pillow_plugin
+from lstmcodec.errors import CodecError
+from lstmcodec.pillow_plugin import register as _register_pillow_plugin
 
 __version__ = "0.5.0"
 __all__ = ["load_model", "Codec", "encode", "decode", "decode_progressive", "info", "denoise", "classify", "compare",
            "CodecError", "__version__"]
 
-_LAZY = {"load_model": ("zoo", "load_codec"), "Codec": ("codec", "Codec"), "encode": ("api", "encode"),
-         "decode": ("api", "decode"), "decode_progressive": ("api", "decode_progressive"), "info": ("fileinfo", "info"),
-         "denoise": ("denoiser", "denoise"), "classify": ("classifier", "classify"),
-         "compare": ("comparison", "compare")}
+_LAZY = {"load_model": ("models.zoo", "load_codec"), "Codec": ("coding.codec", "Codec"), "encode": ("api", "encode"),
+         "decode": ("api", "decode"), "decode_progressive": ("api", "decode_progressive"), "info": ("format.fileinfo", "info"),
+         "denoise": ("tasks.denoiser", "denoise"), "classify": ("tasks.classifier", "classify"),
+         "compare": ("evaluation.comparison", "compare")}
 
 
 def __getattr__(name: str):

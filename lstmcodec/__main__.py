@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from .cli import main
+    from lstmcodec.cli.commands import main
 except KeyboardInterrupt:  # Ctrl-C while the modules load: one line, not a traceback
     print("error: interrupted", file=sys.stderr)
     sys.exit(130)

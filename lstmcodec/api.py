@@ -10,10 +10,11 @@ from typing import Iterator
 
 from PIL import Image
 
-from . import container, zoo
-from .codec import Codec, EncodeResult, check_size
-from .files import read_file
-from .imageio import SourceImage, open_image, prepare
+from lstmcodec.format import container
+from lstmcodec.models import zoo
+from lstmcodec.coding.codec import Codec, EncodeResult, check_size
+from lstmcodec.io.files import read_file
+from lstmcodec.io.imageio import SourceImage, open_image, prepare
 
 
 def encoder(src: SourceImage, model: str = "default", device: str = "cpu") -> Codec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from . import container
+from lstmcodec.format import container
 
 
 def _accept(prefix: bytes) -> bool:
@@ -29,9 +29,8 @@ class LstmImageFile(ImageFile.ImageFile):
 
     def load(self):
         if getattr(self, "_lstm_data", None) is not None:
-            from .api import decode
-
-            from .errors import CodecError
+            from lstmcodec.api import decode
+            from lstmcodec.errors import CodecError
 
             try:
                 decoded = decode(self._lstm_data)
@@ -44,8 +43,8 @@ class LstmImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from .api import encode
-    from .errors import CodecError
+    from lstmcodec.api import encode
+    from lstmcodec.errors import CodecError
 
     options = im.encoderinfo
     try:

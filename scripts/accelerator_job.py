@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def job(args: argparse.Namespace, work: Path) -> int:
-    from lstmcodec import recipes, runtime
+    from lstmcodec.training import recipes, runtime
 
     t_start = time.time()
     out = Path(args.out)
@@ -178,7 +178,8 @@ def job(args: argparse.Namespace, work: Path) -> int:
 def keep_bundled_tables(raw: Path, name: str, final: Path) -> None:
     """The trained network with the bundled model's entropy table and mixer: a file in the shipped format that
     decodes what it encodes (any table does; a relearned one saves a few per cent of the bytes)."""
-    from lstmcodec import training, zoo
+    from lstmcodec.training import runs as training
+    from lstmcodec.models import zoo
 
     bundled, trained = zoo.load_codec(name), zoo.load_codec(str(raw))
     training.export_codec(trained, final, name, trained.meta, entropy_prior=bundled.prior, entropy_mixer=bundled.mixer)

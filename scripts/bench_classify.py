@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lstmcodec import api, data
-from lstmcodec.fileinfo import info
-from lstmcodec.classifier import get_classifier
-from lstmcodec.imageio import prepare
+from lstmcodec import api
+from lstmcodec.training import data
+from lstmcodec.format.fileinfo import info
+from lstmcodec.tasks.classifier import get_classifier
+from lstmcodec.io.imageio import prepare
 from lstmcodec.nets import classify
-from lstmcodec.zoo import DEFAULT_CODEC
+from lstmcodec.models.zoo import DEFAULT_CODEC
 
 QUALITIES = {"jpeg": [5, 10, 20, 30, 50, 70, 90], "webp": [0, 5, 10, 20, 30, 50, 70, 90]}
 

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
-from lstmcodec import container, zoo
-from lstmcodec.codec import to_tensor
-from lstmcodec.data import list_images
+from lstmcodec.format import container
+from lstmcodec.models import zoo
+from lstmcodec.coding.codec import to_tensor
+from lstmcodec.training.data import list_images
 from lstmcodec.geometry import blocks
-from lstmcodec.imageio import open_image, prepare
+from lstmcodec.io.imageio import open_image, prepare
 
 
 def peer_model():

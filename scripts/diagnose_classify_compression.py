@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lstmcodec import api, data
-from lstmcodec.classifier import get_classifier
+from lstmcodec import api
+from lstmcodec.training import data
+from lstmcodec.tasks.classifier import get_classifier
 from lstmcodec.nets import classify
-from lstmcodec.zoo import DEFAULT_CODEC
+from lstmcodec.models.zoo import DEFAULT_CODEC
 
 
 def main() -> int:

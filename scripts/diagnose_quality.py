@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lstmcodec import data, metrics, zoo
-from lstmcodec.codec import to_tensor
-from lstmcodec.imageio import open_image, prepare
+from lstmcodec.training import data
+from lstmcodec.evaluation import metrics
+from lstmcodec.models import zoo
+from lstmcodec.coding.codec import to_tensor
+from lstmcodec.io.imageio import open_image, prepare
 
 YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 BANDS = ((0.0, 1 / 16), (1 / 16, 1 / 4), (1 / 4, 0.71))

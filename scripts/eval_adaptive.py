@@ -28,12 +28,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lstmcodec import adaptive, api, container, data, metrics, zoo
-from lstmcodec.codec import to_tensor
-from lstmcodec.fileinfo import info, map_image
+from lstmcodec.coding import adaptive
+from lstmcodec import api
+from lstmcodec.format import container
+from lstmcodec.training import data
+from lstmcodec.evaluation import metrics
+from lstmcodec.models import zoo
+from lstmcodec.coding.codec import to_tensor
+from lstmcodec.format.fileinfo import info, map_image
 from lstmcodec.geometry import BLOCK
-from lstmcodec.imageio import open_image, prepare
-from lstmcodec.zoo import DEFAULT_CODEC
+from lstmcodec.io.imageio import open_image, prepare
+from lstmcodec.models.zoo import DEFAULT_CODEC
 
 
 def uniform_curve(path: Path, rgb: np.ndarray, iterations: int, model: str) -> dict:

@@ -29,11 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmcodec import api, data, metrics
-from lstmcodec.fileinfo import info
-from lstmcodec.denoiser import denoise_tensor, get_denoiser
-from lstmcodec.imageio import prepare
-from lstmcodec.zoo import DEFAULT_CODEC, DEFAULT_DENOISER
+from lstmcodec import api
+from lstmcodec.training import data
+from lstmcodec.evaluation import metrics
+from lstmcodec.format.fileinfo import info
+from lstmcodec.tasks.denoiser import denoise_tensor, get_denoiser
+from lstmcodec.io.imageio import prepare
+from lstmcodec.models.zoo import DEFAULT_CODEC, DEFAULT_DENOISER
 from PIL import Image
 
 

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lstmcodec import api, tiling, zoo
-from lstmcodec.imageio import prepare
+from lstmcodec import api
+from lstmcodec.coding import tiling
+from lstmcodec.models import zoo
+from lstmcodec.io.imageio import prepare
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 

@@ -20,11 +20,12 @@ import math
 import numpy as np
 import torch
 
-from lstmcodec import data, weights, zoo
-from lstmcodec.codec import to_tensor
+from lstmcodec.training import data
+from lstmcodec.models import weights, zoo
+from lstmcodec.coding.codec import to_tensor
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import BLOCK
-from lstmcodec.imageio import open_image, prepare
+from lstmcodec.io.imageio import open_image, prepare
 from lstmcodec.nets.tail import LinearTail, activity, to_blocks
 
 

@@ -7,8 +7,8 @@
 Codes training images (the training split of the folders: every 20th file is held back) with the
 model at 16 iterations and counts every context into the table (or, with --keep-table, keeps the
 model's own). With --mixer-images M, the mixer, a small network that corrects the table's
-probabilities (lstmcodec.mixer), is fitted with torch on M of the coded images (spread over them),
-against a table counted on the others (lstmcodec.entropy_fit). Then it writes the weights file again with
+probabilities (lstmcodec.format.mixer), is fitted with torch on M of the coded images (spread over them),
+against a table counted on the others (lstmcodec.training.entropy_fit). Then it writes the weights file again with
 the table and the mixer in it. A new table changes the weights' fingerprint: files coded before no longer
 match. Last it reports the savings against raw bits on the held-back images, without the table, with it,
 and with the mixer.
@@ -19,7 +19,9 @@ import argparse
 
 import torch
 
-from lstmcodec import data, entropy_fit, tables, training, zoo
+from lstmcodec.training import data, entropy_fit, runs as training
+from lstmcodec.format import tables
+from lstmcodec.models import zoo
 from lstmcodec.errors import CodecError
 
 

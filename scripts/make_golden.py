@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lstmcodec import zoo
-from lstmcodec.files import atomic_write
-from lstmcodec.imageio import encode_image_bytes
+from lstmcodec.models import zoo
+from lstmcodec.io.files import atomic_write
+from lstmcodec.io.imageio import encode_image_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden"

@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-from lstmcodec import bench, metrics
+from lstmcodec.evaluation import bench, metrics
 
 RISE = 0.001          # the least MS-SSIM an iteration must add ...
 RISE_BELOW = 0.99     # ... while MS-SSIM is below this

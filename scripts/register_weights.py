@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from lstmcodec import weights, zoo
-from lstmcodec.codec import Codec
+from lstmcodec.models import weights, zoo
+from lstmcodec.coding.codec import Codec
 from lstmcodec.errors import CodecError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
 
 def reproduce(name: str, args) -> int:
-    from lstmcodec import recipes
+    from lstmcodec.training import recipes
 
     exp = EXPERIMENTS[name]
     recipe = recipes.load(RECIPES / f"{name}.toml")
@@ -194,7 +194,7 @@ def draw_curve(rows: list[dict], exp: Experiment, name: str, path: Path) -> None
 
 
 def _load(task: str, weights_file: Path):
-    from lstmcodec import zoo
+    from lstmcodec.models import zoo
 
     return zoo.load_net(task, str(weights_file))
 
@@ -202,7 +202,7 @@ def _load(task: str, weights_file: Path):
 def draw_grid(weights_file: Path, data_args: list[str], exp: Experiment, path: Path, n: int = 8) -> None:
     """Clean, noisy and denoised test images: the first n/2 and the last n/2 of the test split (the two halves of
     the MNIST protocol), with the test noise of the run (fixed seed)."""
-    from lstmcodec import data
+    from lstmcodec.training import data
 
     net = _load("denoise", weights_file)
     load = data.load_mnist if data_args[0] == "mnist" else data.load_cifar10
@@ -228,7 +228,7 @@ def draw_grid(weights_file: Path, data_args: list[str], exp: Experiment, path: P
 
 
 def draw_confusion(weights_file: Path, data_args: list[str], path: Path) -> list[list[int]]:
-    from lstmcodec import data
+    from lstmcodec.training import data
     from lstmcodec.nets import classify
 
     net = _load("classify", weights_file)

@@ -8,7 +8,7 @@
 
 The data stays on the training device as uint8; augmentation (translation, flips) happens there, per
 batch. Accuracy on the test split and the training wall time are printed after every epoch and written
-to OUT/log.csv. Runs on lstmcodec.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
+to OUT/log.csv. Runs on lstmcodec.training.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import copy
 import torch
 from torch.nn import functional as F
 
-from lstmcodec import data, recipes, runtime, training, weights, zoo
+from lstmcodec.training import data, recipes, runtime, runs as training
+from lstmcodec.models import weights, zoo
 from lstmcodec.errors import CodecError
 from lstmcodec.nets import classify
 

@@ -10,7 +10,7 @@ The network: a run that resumes (OUT/last.pt exists) keeps its checkpoint's netw
 configuration stored in the weights file, and the shape options below override only what they name; a
 change of cell widths or hidden kernels must be asked for with --resize. Without either, the defaults.
 
-Runs on lstmcodec.runtime: resumes from OUT/last.pt, checkpoints every few minutes, stops cleanly
+Runs on lstmcodec.training.runtime: resumes from OUT/last.pt, checkpoints every few minutes, stops cleanly
 at --time-limit, logs to OUT/log.csv; `torchrun --nproc_per_node N scripts/train_codec.py ...` for DDP.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sys
 
 import torch
 
-from lstmcodec import data, losses, recipes, runtime, training
-from lstmcodec.codec import Codec
+from lstmcodec.training import data, losses, recipes, runtime, runs as training
+from lstmcodec.coding.codec import Codec
 from lstmcodec.geometry import BLOCK
 from lstmcodec.nets.recurrent import CodecConfig
 
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-iterations", type=int, default=0, help="unroll only this many iterations during the first --short-fraction of the steps")
     p.add_argument("--short-fraction", type=float, default=0.5)
     p.add_argument("--loss", choices=losses.LOSSES, default="l1", help="distortion averaged over the unrolled iterations "
-                   "(lstmcodec/losses.py)")
+                   "(lstmcodec/training/losses.py)")
     p.add_argument("--log-distortion", action="store_true", help="average log(distortion) over the iterations instead "
                    "of the distortion: late iterations weigh as much as early ones on a log (dB) scale")
     p.add_argument("--sign-bits", action="store_true", help="binarize with inference's sign in training too (straight-"

@@ -15,7 +15,7 @@
 MNIST / CIFAR train in epochs over the training split and report the test MSE every epoch (a run stops
 early once the epoch's training loss reaches --target-loss). Photographs train on random crops; every
 --eval-every steps the held-back photographs (every 20th file) are measured at sigma 25 with a fixed seed.
-Runs on lstmcodec.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
+Runs on lstmcodec.training.runtime (resume, --time-limit, AMP, torch.compile, torchrun).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from lstmcodec import data, recipes, runtime, training, weights, zoo
+from lstmcodec.training import data, recipes, runtime, runs as training
+from lstmcodec.models import weights, zoo
 from lstmcodec.errors import CodecError
 from lstmcodec.nets import denoise
 

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     except lstmcodec.CodecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    from lstmcodec.comparison import page_data
+    from lstmcodec.evaluation.comparison import page_data
 
     data = page_data(html)
     for photo in data["photos"]:   # the numbers alone, for diffs and readers of the repository

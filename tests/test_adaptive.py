@@ -7,12 +7,13 @@ import torch
 from PIL import Image
 
 import lstmcodec
-from lstmcodec import adaptive as adaptive_mode, container, itermap, ratecontrol
-from lstmcodec.zoo import load_codec
+from lstmcodec.coding import adaptive as adaptive_mode, ratecontrol
+from lstmcodec.format import container, itermap
+from lstmcodec.models.zoo import load_codec
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import blocks
-from lstmcodec.imageio import prepare
-from lstmcodec.metrics import local_ms_ssim, ms_ssim
+from lstmcodec.io.imageio import prepare
+from lstmcodec.evaluation.metrics import local_ms_ssim, ms_ssim
 
 from conftest import run_cli
 
@@ -103,7 +104,7 @@ def test_versions_and_map_chunk_rules():
     no_map[4] = container.ADAPTIVE_VERSION
     with pytest.raises(CodecError):
         container.read(bytes(no_map))   # header CRC covers the version byte
-    from lstmcodec.fuzz import repair_crcs
+    from lstmcodec.evaluation.fuzz import repair_crcs
     with pytest.raises(CodecError, match="iteration map but has none"):
         container.read(repair_crcs(bytes(no_map)))
     with_map_v1 = bytearray(v2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmcodec import zoo
+from lstmcodec.models import zoo
 from lstmcodec.errors import CodecError
 
 
@@ -60,7 +60,7 @@ def test_batch_errors_are_codec_errors(codec, parrots):
 
 
 def test_batches_group_images_of_one_padded_size_within_a_pixel_budget():
-    from lstmcodec import codec as codec_module, tiling
+    from lstmcodec.coding import codec as codec_module, tiling
 
     sizes = [(512, 768)] * 20 + [(500, 760), (768, 512), (1088, 1920), (1080, 1920), (1078, 1911), (1081, 1920),
                                  (1088, 1936)]
@@ -120,7 +120,7 @@ def test_the_command_line_batches_many_files_with_the_same_bytes_and_errors(tmp_
 def test_run_batch_groups_by_count_and_pixels_and_falls_back_one_at_a_time(capsys):
     """cliio.run_batch's grouped path: a group ends at `size` inputs or once it holds `max_pixels`; a group whose
     coding fails goes again through `work`, one input at a time; a load failure is that input's alone."""
-    from lstmcodec.cliio import Batched, run_batch
+    from lstmcodec.cli.cliio import Batched, run_batch
 
     groups, written, alone = [], [], []
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmcodec import metrics
-from lstmcodec.cli import main
+from lstmcodec.evaluation import metrics
+from lstmcodec.cli.commands import main
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -39,7 +39,7 @@ def test_shift_measures_one_pixel_off_the_block_grid(tmp_path, parrots):
     """--shift measures every codec on the images less their first row and column, cut to even sides: MS-SSIM's
     first halving then straddles the 2x2 cells along the grid. The decoder's error mostly cancels inside those cells
     (docs/experiments.md), so lstmcodec's MS-SSIM falls off the grid while its PSNR and WebP's MS-SSIM do not."""
-    from lstmcodec import bench
+    from lstmcodec.evaluation import bench
 
     assert bench.shifted(np.zeros((321, 481, 3))).shape == (320, 480, 3)
     assert bench.shifted(np.zeros((512, 768, 3))).shape == (510, 766, 3)
@@ -109,7 +109,7 @@ def test_bd_rate():
 @pytest.mark.kodak
 def test_jpeg_matches_the_anchor_on_kodak():
     """Opt-in (pytest -m kodak): our JPEG measurement equals ../shared/anchors/classic-kodak.json within 0.002."""
-    from lstmcodec import bench
+    from lstmcodec.evaluation import bench
 
     kodak = SHARED / "data" / "kodak"
     if not kodak.is_dir():

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import lstmcodec
-from lstmcodec import training
-from lstmcodec.codec import Codec, to_tensor
+from lstmcodec.training import runs as training
+from lstmcodec.coding.codec import Codec, to_tensor
 from lstmcodec.nets.recurrent import CodecConfig
-from lstmcodec.zoo import load_codec
+from lstmcodec.models.zoo import load_codec
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_a_blocked_weights_file_round_trips(fast, parrots, tmp_path):
     data = codec.compress(parrots, 6)
     out = np.asarray(lstmcodec.decode(data, model=str(path)).convert("RGB"))
     assert out.shape == parrots.shape
-    assert lstmcodec.metrics.psnr(out, parrots) > 20
+    assert lstmcodec.evaluation.metrics.psnr(out, parrots) > 20
 
 
 def test_train_from_a_block_trains_only_that_block(fast):

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 import lstmcodec
-from lstmcodec import container
-from lstmcodec.cli import main
+from lstmcodec.format import container
+from lstmcodec.cli.commands import main
 from conftest import run_cli
 
 
@@ -40,8 +40,8 @@ def test_iterations_beyond_training_get_a_notice(tmp_path, parrots_path):
     its networks, then 12 linear stages), so -i 16 gets no notice and -i 26 does."""
     import torch
 
-    from lstmcodec import training
-    from lstmcodec.codec import Codec
+    from lstmcodec.training import runs as training
+    from lstmcodec.coding.codec import Codec
     from lstmcodec.nets.recurrent import CodecConfig
 
     torch.manual_seed(0)
@@ -192,7 +192,7 @@ def test_rate_control_by_bpp_size_and_quality(tmp_path, parrots_path):
     r = run_cli("encode", parrots_path, "-o", out, "--quality", "0.5", "-i", "6")
     assert r.returncode == 0, r.stderr
     k = lstmcodec.info(out.read_bytes()).iterations
-    from lstmcodec import metrics
+    from lstmcodec.evaluation import metrics
     src = np.asarray(Image.open(parrots_path).convert("RGB"))
     assert metrics.ms_ssim(np.asarray(lstmcodec.decode(out.read_bytes())), src) >= 0.5
     if k > 1:

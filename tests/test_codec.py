@@ -9,9 +9,11 @@ import torch
 from PIL import Image
 
 import lstmcodec
-from lstmcodec import metrics, tables, training
-from lstmcodec.mixer import Mixer, logit_tables
-from lstmcodec.zoo import DEFAULT_CODEC, load_codec
+from lstmcodec.evaluation import metrics
+from lstmcodec.format import tables
+from lstmcodec.training import runs as training
+from lstmcodec.format.mixer import Mixer, logit_tables
+from lstmcodec.models.zoo import DEFAULT_CODEC, load_codec
 
 # Quality bands measured with the default bundled weights (fast) on tests/data/parrots.png
 # (see weights/README.md); each floor sits a little under the measured value.
@@ -147,7 +149,7 @@ def test_api_errors_are_codec_errors(parrots, parrots_lstm):
 
 
 def test_file_made_with_other_weights_is_refused(tmp_path, parrots):
-    from lstmcodec.codec import Codec
+    from lstmcodec.coding.codec import Codec
     from lstmcodec.nets.recurrent import CodecConfig
 
     torch.manual_seed(1)
@@ -276,7 +278,7 @@ def test_the_best_model_decodes_without_an_option_and_beats_the_default_at_equal
 def test_read_only_pixels_are_copied_not_handed_to_torch(parrots, monkeypatch):
     """np.asarray of a PIL image is read-only; torch.from_numpy of such an array warns (once per process) that
     writing to it is undefined. to_tensor copies it first, and the tensor is the same."""
-    from lstmcodec.codec import to_tensor
+    from lstmcodec.coding.codec import to_tensor
 
     rgb = parrots   # np.asarray of the PIL image
     assert not rgb.flags.writeable

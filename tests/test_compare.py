@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lstmcodec import bench, comparison, zoo
-from lstmcodec.comparison import page_data
+from lstmcodec.evaluation import bench, comparison
+from lstmcodec.models import zoo
+from lstmcodec.evaluation.comparison import page_data
 
 from conftest import run_cli
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lstmcodec import data
+from lstmcodec.training import data
 
 from conftest import DATA
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lstmcodec import data, metrics
-from lstmcodec.classifier import classify
-from lstmcodec.denoiser import denoise, denoise_tensor, get_denoiser
+from lstmcodec.training import data
+from lstmcodec.evaluation import metrics
+from lstmcodec.tasks.classifier import classify
+from lstmcodec.tasks.denoiser import denoise, denoise_tensor, get_denoiser
 from lstmcodec.nets import denoise as denoise_nets
-from lstmcodec.zoo import LoadedNet
+from lstmcodec.models.zoo import LoadedNet
 
 from conftest import DATA, run_cli
 

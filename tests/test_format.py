@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lstmcodec
-from lstmcodec import container, entropy, mixer as mixers, tables
+from lstmcodec.format import container, entropy, mixer as mixers, tables
 from lstmcodec.errors import CodecError
 
 

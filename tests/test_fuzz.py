@@ -1,11 +1,12 @@
-"""A quick subset of the decoder fuzz job (the long one: `python -m lstmcodec.fuzz --runs 100000`)."""
+"""A quick subset of the decoder fuzz job (the long one: `python -m lstmcodec.evaluation.fuzz --runs 100000`)."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from lstmcodec import container, fuzz
+from lstmcodec.format import container
+from lstmcodec.evaluation import fuzz
 
 from conftest import run_cli
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lstmcodec import zoo
+from lstmcodec.models import zoo
 
 from conftest import DATA
 

@@ -19,10 +19,12 @@ import pytest
 import torch
 from PIL import Image, TiffImagePlugin
 
-from lstmcodec import api, container, zoo
-from lstmcodec.codec import Codec
+from lstmcodec import api
+from lstmcodec.format import container
+from lstmcodec.models import zoo
+from lstmcodec.coding.codec import Codec
 from lstmcodec.nets.recurrent import CodecConfig
-from lstmcodec.training import export_codec
+from lstmcodec.training.runs import export_codec
 
 from conftest import DATA, run_cli
 

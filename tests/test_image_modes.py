@@ -11,7 +11,7 @@ from PIL import Image
 
 import lstmcodec
 from lstmcodec import CodecError
-from lstmcodec.imageio import open_image, prepare
+from lstmcodec.io.imageio import open_image, prepare
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -76,7 +76,7 @@ def test_extra_frames_are_named(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["gif", "tga", "pcx", "sgi", "jpeg", "png"])
 def test_sizes_a_format_cannot_hold_are_one_line(fmt):
-    from lstmcodec.imageio import encode_image_bytes
+    from lstmcodec.io.imageio import encode_image_bytes
 
     wide = Image.new("RGB", (65_600, 2))
     if fmt == "png":

@@ -1,5 +1,5 @@
 """Where outputs go: special files and links written through, modes that follow the umask or the replaced file,
-folder names, long names, and temporaries removed on errors and signals (lstmcodec/files.py)."""
+folder names, long names, and temporaries removed on errors and signals (lstmcodec/io/files.py)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lstmcodec import files
+from lstmcodec.io import files
 from lstmcodec.errors import CodecError
 
 from conftest import DATA, run_cli

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import lstmcodec
-from lstmcodec import recipes, zoo
+from lstmcodec.training import recipes
+from lstmcodec.models import zoo
 
 from conftest import DATA
 

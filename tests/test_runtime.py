@@ -13,10 +13,10 @@ from PIL import Image
 import torch
 
 import lstmcodec
-from lstmcodec import losses, runtime, training
-from lstmcodec.codec import Codec
+from lstmcodec.training import losses, runtime, runs as training
+from lstmcodec.coding.codec import Codec
 from lstmcodec.nets.recurrent import CodecConfig
-from lstmcodec.zoo import DEFAULT_CODEC, load_codec
+from lstmcodec.models.zoo import DEFAULT_CODEC, load_codec
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "scripts" / "train_codec.py"

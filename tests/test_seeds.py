@@ -15,7 +15,7 @@ import torch
 from conftest import DATA, run_cli
 from PIL import Image
 
-from lstmcodec import data, recipes
+from lstmcodec.training import data, recipes
 from lstmcodec.nets import classify, denoise
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import lstmcodec
-from lstmcodec import container, weights, zoo
-from lstmcodec.codec import Codec, to_rgb, to_tensor
+from lstmcodec.format import container
+from lstmcodec.models import weights, zoo
+from lstmcodec.coding.codec import Codec, to_rgb, to_tensor
 from lstmcodec.errors import CodecError
-from lstmcodec.metrics import psnr
+from lstmcodec.evaluation.metrics import psnr
 from lstmcodec.nets.tail import Gate, LinearTail, activity, from_blocks, to_blocks
 
 

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lstmcodec import adaptive, api, container, tiling
-from lstmcodec.zoo import load_codec
+from lstmcodec.coding import adaptive, tiling
+from lstmcodec import api
+from lstmcodec.format import container
+from lstmcodec.models.zoo import load_codec
 from lstmcodec.errors import CodecError
-from lstmcodec.imageio import prepare
+from lstmcodec.io.imageio import prepare
 
 from conftest import run_cli
 

@@ -1,4 +1,4 @@
-"""The codec's training objectives (lstmcodec/losses.py) and hidden-state priming, on a real photo crop."""
+"""The codec's training objectives (lstmcodec/training/losses.py) and hidden-state priming, on a real photo crop."""
 from __future__ import annotations
 
 import math
@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from lstmcodec import losses, runtime
+from lstmcodec.training import losses, runtime
 from lstmcodec.nets.recurrent import GAIN_LR_SCALE, CodecConfig, RecurrentCodec
-from lstmcodec.training import export_codec
-from lstmcodec.zoo import DEFAULT_CODEC, load_codec, registry
+from lstmcodec.training.runs import export_codec
+from lstmcodec.models.zoo import DEFAULT_CODEC, load_codec, registry
 
 
 @pytest.fixture(scope="module")

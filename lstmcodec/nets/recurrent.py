@@ -33,9 +33,9 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from ..geometry import BLOCK
-from .cells import CELLS, State, conv_as, depth_to_space
-from .tail import LinearTail
+from lstmcodec.geometry import BLOCK
+from lstmcodec.nets.cells import CELLS, State, conv_as, depth_to_space
+from lstmcodec.nets.tail import LinearTail
 
 GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights
 Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..geometry import BLOCK
+from lstmcodec.geometry import BLOCK
 
 DIM = 3 * BLOCK * BLOCK   # a block's values, in (channel, row, column) order
 MIN_GAIN = 0.02           # the encoder's default: a block stops receiving stages once one removes less than this

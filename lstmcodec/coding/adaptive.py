@@ -1,0 +1,133 @@
+"""Spatially adaptive bit rates: each tile of the image stops receiving iterations once its own quality is reached.
+
+The encoder measures the local MS-SSIM of every tile after each iteration; a tile that has reached its target, or
+that the last iteration improved by less than a minimum gain, gets no more bits. The minimum gain is searched by
+bisection for the smallest file that reaches the whole image's target. The file stores the iteration map (format
+version 2) and, per iteration, only the bits of the tiles still live.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lstmcodec.format import container
+from lstmcodec.coding import tiling
+from lstmcodec.coding.codec import Codec, EncodeResult, bits_to_plane, mask_tensor, to_rgb, to_tensor
+from lstmcodec.errors import CodecError
+from lstmcodec.geometry import BLOCK, ceil_div
+from lstmcodec.io.imageio import SourceImage
+from lstmcodec.format.itermap import MAP_TILES, block_counts, encode_map
+from lstmcodec.evaluation.metrics import local_ms_ssim, ms_ssim
+
+TILE = 32                      # default tile side in pixels
+MIN_GAIN_RANGE = (1e-4, 0.1)   # the bisection's bounds on the minimum gain of an iteration (MS-SSIM)
+FIRST_MIN_GAIN = 0.01          # where it starts
+
+
+def tile_quality(x: torch.Tensor, x_hat: torch.Tensor, tile_blocks: int) -> np.ndarray:
+    """Mean local MS-SSIM (metrics.local_ms_ssim) of every tile of tile_blocks x tile_blocks blocks."""
+    q = local_ms_ssim(x + 0.5, (x_hat.clamp(-0.5, 0.5) + 0.5))[:, None]
+    side = tile_blocks * BLOCK
+    q = F.pad(q, (0, -q.shape[-1] % side, 0, -q.shape[-2] % side), mode="replicate")
+    return F.avg_pool2d(q, side)[0, 0].cpu().numpy()
+
+
+@dataclass
+class AdaptivePass:
+    planes: list[np.ndarray]       # the bit planes, 0 at stopped blocks
+    masks: list[np.ndarray]        # the blocks each iteration holds
+    counts: np.ndarray             # iterations each tile received
+    rgb: np.ndarray                # the reconstruction
+
+
+def adaptive_pass(codec: Codec, x: torch.Tensor, h: int, w: int, target: float, max_iterations: int,
+                  tile_blocks: int, min_gain: float = -math.inf,
+                  until: Callable[[np.ndarray], bool] | None = None) -> AdaptivePass:
+    """Run the recurrence, stopping each tile once its local MS-SSIM reaches `target`, or once an
+    iteration raised it by less than `min_gain` (a tile the model cannot improve stops costing bits);
+    with target inf and no min_gain every tile runs (no quality map is computed). `until(rgb)`, if
+    given, ends the pass early once the whole reconstruction satisfies it."""
+    grid = (x.shape[2] // BLOCK, x.shape[3] // BLOCK)
+    active = np.ones((ceil_div(grid[0], tile_blocks), ceil_div(grid[1], tile_blocks)), dtype=bool)
+    counts = np.zeros(active.shape, dtype=np.int64)
+    quality = np.zeros(active.shape)
+    out = AdaptivePass([], [], counts, np.zeros(0))
+
+    def block_mask() -> np.ndarray:
+        return block_counts(active, tile_blocks, grid)
+
+    def gate(t: int, _x_hat: torch.Tensor) -> torch.Tensor | None:
+        return mask_tensor(block_mask(), x.device) if t else None
+
+    for b, x_hat in codec.iterate(x, max_iterations, gate):
+        counts += active
+        out.planes.append(bits_to_plane(b))
+        out.masks.append(block_mask())
+        out.rgb = to_rgb(x_hat, h, w)
+        if until is not None and until(out.rgb):
+            break
+        if target < math.inf or min_gain > -math.inf:
+            now = tile_quality(x, x_hat, tile_blocks)
+            active &= (now < target) & (now - quality >= min_gain)
+            quality = now
+        if not active.any():
+            break
+    return out
+
+
+def encode_adaptive(codec: Codec, src: SourceImage, quality: float, max_iterations: int = 16, tile: int = TILE,
+                    tries: int = 4) -> tuple[EncodeResult, AdaptivePass]:
+    """Spatially adaptive bit rates. Every tile stops receiving iterations once its local MS-SSIM
+    reaches the tile target 1 - (1 - quality) / 2 (tiles stopped right at `quality` would leave the
+    image just below it), or once an iteration raised it by less than a minimum gain g (a tile the
+    model improves slowly costs bits for little). g is searched (bisection on log g over MIN_GAIN_RANGE,
+    `tries` encoder passes) for the smallest file whose whole-image MS-SSIM reaches `quality`.
+    Uniform iterations are a special case of a map (every tile the same count) and a candidate too:
+    the fewest that reach `quality`, so an adaptive file is never larger than a uniform one. If nothing
+    reaches `quality`, every tile gets every iteration. The file stores the iteration map (format
+    version 2), or is a plain file when uniform iterations won."""
+    if not 1 <= max_iterations <= container.MAX_ITERATIONS:
+        raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+    if tile % BLOCK or tile // BLOCK not in MAP_TILES:
+        raise CodecError(f"tile must be one of {', '.join(str(BLOCK * t) for t in MAP_TILES)} pixels")
+    h, w = src.rgb.shape[:2]
+    if tiling.plan(w, h) is not None:
+        raise CodecError(f"--adaptive works on images of up to {tiling.THRESHOLD} pixels; "
+                         f"{w}x{h} is coded in tiles (encode it without --adaptive)")
+    notices = list(src.notices)
+    tb = tile // BLOCK
+    with torch.inference_mode():
+        x = to_tensor(src.rgb, codec.device)
+        uniform = adaptive_pass(codec, x, h, w, math.inf, max_iterations, tb, until=lambda rgb: ms_ssim(rgb, src.rgb) >= quality)
+        candidates = [uniform] if ms_ssim(uniform.rgb, src.rgb) >= quality else []
+        lo, hi = (math.log(g) for g in MIN_GAIN_RANGE)
+        log_gain = math.log(FIRST_MIN_GAIN)
+        for _ in range(tries if candidates else 0):
+            run = adaptive_pass(codec, x, h, w, 1 - (1 - quality) / 2, max_iterations, tb, math.exp(log_gain))
+            if ms_ssim(run.rgb, src.rgb) >= quality:   # reached: try stopping tiles earlier
+                candidates.append(run)
+                lo = log_gain
+            else:
+                hi = log_gain
+            log_gain = (lo + hi) / 2
+    if not candidates:
+        notices.append(f"MS-SSIM {quality} not reached in {max_iterations} iterations; kept them all")
+        candidates = [uniform]
+    files = [adaptive_file(codec, src, run, tb) for run in candidates]
+    best = min(range(len(files)), key=lambda i: len(files[i]))
+    return EncodeResult(files[best], notices), candidates[best]
+
+
+def adaptive_file(codec: Codec, src: SourceImage, run: AdaptivePass, tile_blocks: int) -> bytes:
+    """The .lstm file (version 2) of an adaptive pass: its iteration map, then only the live blocks' bits.
+    A map where every tile has the same count is a plain file (version 1): no map bytes to pay for."""
+    coder = codec.plane_coder()
+    if (run.counts == run.counts.flat[0]).all():
+        return codec.frame(src, [coder.encode(p) for p in run.planes])
+    payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
+    return codec.frame(src, payloads, encode_map(run.counts, tile_blocks))

@@ -1,0 +1,2 @@
+"""Measuring the codec: metrics, the rate-distortion and speed bench, the comparison page, the hostile-input
+harness."""

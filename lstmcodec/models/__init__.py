@@ -1,0 +1,1 @@
+"""Models and weights: the bundled models by name, and the weights file format."""

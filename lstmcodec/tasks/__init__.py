@@ -1,0 +1,1 @@
+"""The other tasks: denoising and classifying images with the bundled networks."""

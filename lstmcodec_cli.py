@@ -5,7 +5,7 @@ import sys
 
 def main() -> int:
     try:
-        from lstmcodec.cli.commands import main as cli_main
+        from lstmcodec.cli import main as cli_main
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -12,7 +12,9 @@ from PIL import Image
 
 from lstmcodec.format import container
 from lstmcodec.models import zoo
-from lstmcodec.coding.codec import Codec, EncodeResult, check_size
+from lstmcodec.coding.codec import Codec
+from lstmcodec.coding.framing import EncodeResult
+from lstmcodec.coding.tensors import check_size
 from lstmcodec.io.files import read_file
 from lstmcodec.io.imageio import SourceImage, open_image, prepare
 

@@ -13,7 +13,7 @@ lstmcodec's times are whole API calls (network, entropy coding, container); Comp
 model.decompress (network and entropy coding). CompressAI is optional (pip install compressai). It fetches its
 trained weights on first use; where it cannot (no network), it runs with initial weights: the same convolutions, so
 the same network time, but its entropy coder then codes untrained latents (marked "untrained").
-Medians of --runs rounds. Memory of very large images: scripts/eval_tiling.py memory.
+Medians of --runs rounds.
 """
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ from pathlib import Path
 
 import torch
 
+from lstmcodec.coding import batching
 from lstmcodec.format import container
 from lstmcodec.models import zoo
-from lstmcodec.coding.codec import to_tensor
-from lstmcodec.training.data import list_images
+from lstmcodec.coding.tensors import to_tensor
+from lstmcodec.io.files import list_images
 from lstmcodec.geometry import blocks
 from lstmcodec.io.imageio import open_image, prepare
+from lstmcodec.nets.decoding import reconstruct
 
 
 def peer_model():
@@ -84,7 +86,7 @@ def work(codec, rgb, iterations: int, enc_s: float, dec_s: float) -> str:
             for _ in codec.iterate(x, iterations, decode_last=False):
                 pass
         with FlopCounterMode(display=False, custom_mapping=counted) as dec:
-            for _ in codec.reconstruct((torch.ones(1, codec.config.bits, *blocks(h, w), device=codec.device)
+            for _ in reconstruct(codec, (torch.ones(1, codec.config.bits, *blocks(h, w), device=codec.device)
                                         for _ in range(iterations)), every=False):
                 pass
     e, d = enc.get_total_flops(), dec.get_total_flops()
@@ -112,15 +114,15 @@ def entropy_speed(codec, data: bytes, runs: int) -> str:
 def images_per_second(model: str, folder: str, device: str, precision: str = "auto", iterations: int = 16,
                       batch: int | None = None) -> str:
     """Kodak-style throughput: every image of `folder` encoded, then every file decoded, the model loaded once and
-    the networks taking up to `batch` images of one size at once (Codec.compress_many / decompress_many; default:
+    the networks taking up to `batch` images of one size at once (coding.batching: compress_many / decompress_many; default:
     their own, codec.BATCH on CUDA and 1 on the CPU). Images per second of encoding and of decoding."""
     codec = zoo.load_codec(model, device, precision)
-    batch = codec.default_batch() if batch is None else batch
+    batch = batching.default_batch(codec.device) if batch is None else batch
     try:
         srcs = [prepare(open_image(f)) for f in list_images([folder])]
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
-    codec.decompress_many([r.data for r in codec.encode_sources(srcs[:batch], iterations, batch)], batch=batch)  # warm-up
+    batching.decompress_many(codec, [r.data for r in batching.encode_sources(codec, srcs[:batch], iterations, batch)], batch=batch)  # warm-up
 
     def sync():
         if codec.device.type == "cuda":
@@ -128,10 +130,10 @@ def images_per_second(model: str, folder: str, device: str, precision: str = "au
 
     sync()
     t0 = time.perf_counter()
-    files = [r.data for r in codec.encode_sources(srcs, iterations, batch)]
+    files = [r.data for r in batching.encode_sources(codec, srcs, iterations, batch)]
     sync()
     t1 = time.perf_counter()
-    codec.decompress_many(files, batch=batch)
+    batching.decompress_many(codec, files, batch=batch)
     sync()
     t2 = time.perf_counter()
     n = len(srcs)
@@ -139,7 +141,7 @@ def images_per_second(model: str, folder: str, device: str, precision: str = "au
             f"-i {iterations}: encode {n / (t1 - t0):.2f}, decode {n / (t2 - t1):.2f} images per second")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image")
     p.add_argument("--models", nargs="+", default=[zoo.DEFAULT_CODEC])
@@ -155,7 +157,11 @@ def main(argv=None) -> int:
     p.add_argument("--kodak", metavar="DIR", help="also images per second on this folder at -i 16")
     p.add_argument("--batch", type=int, default=None,
                    help="with --kodak: images per network call (default: 16 on CUDA, 1 on the CPU)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     src = prepare(open_image(args.image))

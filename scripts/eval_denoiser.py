@@ -31,7 +31,7 @@ import torch
 
 from lstmcodec import api
 from lstmcodec.training import data
-from lstmcodec.evaluation import metrics
+from lstmcodec import metrics
 from lstmcodec.format.fileinfo import info
 from lstmcodec.tasks.denoiser import denoise_tensor, get_denoiser
 from lstmcodec.io.imageio import prepare
@@ -49,7 +49,7 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return (t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder")
     p.add_argument("--model", default=DEFAULT_DENOISER)
@@ -67,7 +67,11 @@ def main() -> int:
     p.add_argument("--codec", default=DEFAULT_CODEC)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("-o", "--output", help="write the results as JSON")
-    args = p.parse_args()
+    return p
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     bm3d = None
@@ -93,63 +97,74 @@ def main() -> int:
     megapixels = sum(x.shape[-1] * x.shape[-2] for x in cleans) / 1e6
 
     for sigma in args.sigmas:
-        before, after, secs, classic, classic_secs = [], [], 0.0, [], 0.0
-        for i, x in enumerate(cleans):
-            y = noisy(x, sigma, args.seed * 1000 + i, args.photo)
-            t0 = time.perf_counter()
-            out = denoise_tensor(y, net, ensemble=args.ensemble)
-            secs += time.perf_counter() - t0
-            ref = to_uint8(x)
-            before.append(metrics.psnr(to_uint8(y), ref))
-            after.append(metrics.psnr(to_uint8(out), ref))
-            if bm3d is not None:
-                t0 = time.perf_counter()
-                est = bm3d.bm3d_rgb(y[0].permute(1, 2, 0).double().numpy(), sigma_psd=sigma / 255)
-                classic_secs += time.perf_counter() - t0
-                classic.append(metrics.psnr(to_uint8(torch.from_numpy(np.ascontiguousarray(est)).permute(2, 0, 1)[None]), ref))
-        per_mp = secs / megapixels
-        row = {"noisy_psnr": float(np.mean(before)), "psnr": float(np.mean(after)), "psnr_min": float(np.min(after)),
-               "psnr_max": float(np.max(after)), "seconds_per_image": secs / len(cleans), "seconds_per_megapixel": per_mp,
-               "per_image": [round(v, 3) for v in after]}
-        line = (f"sigma {sigma:g}: noisy {np.mean(before):.2f} dB -> denoised {np.mean(after):.2f} dB "
-                f"(min {np.min(after):.2f}, max {np.max(after):.2f}; {secs / len(cleans):.2f} s/image, {per_mp:.2f} s/megapixel)")
-        if args.subsets > 1:
-            parts = [float(np.mean(after[j::args.subsets])) for j in range(args.subsets)]
-            row["subsets"] = parts
-            line += f"; {args.subsets} interleaved subsets: " + " / ".join(f"{v:.2f}" for v in parts) + f" (spread {max(parts) - min(parts):.2f} dB)"
-        if classic:
-            wins = sum(a > b for a, b in zip(after, classic))
-            row["bm3d"] = {"psnr": float(np.mean(classic)), "seconds_per_image": classic_secs / len(cleans),
-                           "per_image": [round(v, 3) for v in classic], "model_better_on": wins}
-            line += f" | colour BM3D {np.mean(classic):.2f} dB ({classic_secs / len(cleans):.1f} s/image); model better on {wins}/{len(after)}"
-        results["denoise"][f"{sigma:g}"] = row
-        print(line, flush=True)
-
+        results["denoise"][f"{sigma:g}"] = denoise_row(args, net, cleans, sigma, bm3d, megapixels)
     if args.encode_sigma is not None:
-        rows = {t: {"plain": [], "denoised": []} for t in args.iterations}
-        top = max(args.iterations)
-        for i, x in enumerate(cleans):
-            ref = to_uint8(x)
-            noisy_photo = to_uint8(noisy(x, args.encode_sigma, args.seed * 1000 + i))
-            cleaned = to_uint8(denoise_tensor(torch.from_numpy(noisy_photo).permute(2, 0, 1)[None].float() / 255, net))
-            for key, src in (("plain", noisy_photo), ("denoised", cleaned)):
-                blob = api.encode_image(prepare(Image.fromarray(src)), top, args.codec).data
-                sizes = info(blob).bpp_per_iteration
-                for k, im in enumerate(api.decode_progressive(blob), start=1):
-                    if k in rows:
-                        out = np.asarray(im.convert("RGB"))
-                        rows[k][key].append((sizes[k - 1], metrics.ms_ssim(out, ref), metrics.psnr(out, ref)))
-        for t, r in rows.items():
-            entry = {key: {"bpp": float(np.mean([v[0] for v in vals])), "ms_ssim": float(np.mean([v[1] for v in vals])),
-                           "psnr": float(np.mean([v[2] for v in vals]))} for key, vals in r.items()}
-            results["encode"][str(t)] = entry
-            print(f"sigma {args.encode_sigma:g}, -i {t}: plain {entry['plain']['bpp']:.3f} bpp MS-SSIM {entry['plain']['ms_ssim']:.4f}"
-                  f" | --denoise {entry['denoised']['bpp']:.3f} bpp MS-SSIM {entry['denoised']['ms_ssim']:.4f}", flush=True)
+        results["encode"] = encode_rows(args, net, cleans)
         results["encode_sigma"] = args.encode_sigma
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def denoise_row(args, net, cleans: list, sigma: float, bm3d, megapixels: float) -> dict:
+    """PSNR before and after denoising at one sigma (and colour BM3D's, with --bm3d), with the time per image."""
+    before, after, secs, classic, classic_secs = [], [], 0.0, [], 0.0
+    for i, x in enumerate(cleans):
+        y = noisy(x, sigma, args.seed * 1000 + i, args.photo)
+        t0 = time.perf_counter()
+        out = denoise_tensor(y, net, ensemble=args.ensemble)
+        secs += time.perf_counter() - t0
+        ref = to_uint8(x)
+        before.append(metrics.psnr(to_uint8(y), ref))
+        after.append(metrics.psnr(to_uint8(out), ref))
+        if bm3d is not None:
+            t0 = time.perf_counter()
+            est = bm3d.bm3d_rgb(y[0].permute(1, 2, 0).double().numpy(), sigma_psd=sigma / 255)
+            classic_secs += time.perf_counter() - t0
+            classic.append(metrics.psnr(to_uint8(torch.from_numpy(np.ascontiguousarray(est)).permute(2, 0, 1)[None]), ref))
+    per_mp = secs / megapixels
+    row = {"noisy_psnr": float(np.mean(before)), "psnr": float(np.mean(after)), "psnr_min": float(np.min(after)),
+           "psnr_max": float(np.max(after)), "seconds_per_image": secs / len(cleans), "seconds_per_megapixel": per_mp,
+           "per_image": [round(v, 3) for v in after]}
+    line = (f"sigma {sigma:g}: noisy {np.mean(before):.2f} dB -> denoised {np.mean(after):.2f} dB "
+            f"(min {np.min(after):.2f}, max {np.max(after):.2f}; {secs / len(cleans):.2f} s/image, {per_mp:.2f} s/megapixel)")
+    if args.subsets > 1:
+        parts = [float(np.mean(after[j::args.subsets])) for j in range(args.subsets)]
+        row["subsets"] = parts
+        line += f"; {args.subsets} interleaved subsets: " + " / ".join(f"{v:.2f}" for v in parts) + f" (spread {max(parts) - min(parts):.2f} dB)"
+    if classic:
+        wins = sum(a > b for a, b in zip(after, classic))
+        row["bm3d"] = {"psnr": float(np.mean(classic)), "seconds_per_image": classic_secs / len(cleans),
+                       "per_image": [round(v, 3) for v in classic], "model_better_on": wins}
+        line += f" | colour BM3D {np.mean(classic):.2f} dB ({classic_secs / len(cleans):.1f} s/image); model better on {wins}/{len(after)}"
+    print(line, flush=True)
+    return row
+
+
+def encode_rows(args, net, cleans: list) -> dict:
+    """--encode-sigma: noisy photographs coded with and without denoising first, at each of --iterations."""
+    rows = {t: {"plain": [], "denoised": []} for t in args.iterations}
+    encoded = {}
+    top = max(args.iterations)
+    for i, x in enumerate(cleans):
+        ref = to_uint8(x)
+        noisy_photo = to_uint8(noisy(x, args.encode_sigma, args.seed * 1000 + i))
+        cleaned = to_uint8(denoise_tensor(torch.from_numpy(noisy_photo).permute(2, 0, 1)[None].float() / 255, net))
+        for key, src in (("plain", noisy_photo), ("denoised", cleaned)):
+            blob = api.encode_image(prepare(Image.fromarray(src)), top, args.codec).data
+            sizes = info(blob).bpp_per_iteration
+            for k, im in enumerate(api.decode_progressive(blob), start=1):
+                if k in rows:
+                    out = np.asarray(im.convert("RGB"))
+                    rows[k][key].append((sizes[k - 1], metrics.ms_ssim(out, ref), metrics.psnr(out, ref)))
+    for t, r in rows.items():
+        entry = {key: {"bpp": float(np.mean([v[0] for v in vals])), "ms_ssim": float(np.mean([v[1] for v in vals])),
+                       "psnr": float(np.mean([v[2] for v in vals]))} for key, vals in r.items()}
+        encoded[str(t)] = entry
+        print(f"sigma {args.encode_sigma:g}, -i {t}: plain {entry['plain']['bpp']:.3f} bpp MS-SSIM {entry['plain']['ms_ssim']:.4f}"
+              f" | --denoise {entry['denoised']['bpp']:.3f} bpp MS-SSIM {entry['denoised']['ms_ssim']:.4f}", flush=True)
+    return encoded
 
 
 if __name__ == "__main__":

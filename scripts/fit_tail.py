@@ -22,7 +22,7 @@ import torch
 
 from lstmcodec.training import data
 from lstmcodec.models import weights, zoo
-from lstmcodec.coding.codec import to_tensor
+from lstmcodec.coding.tensors import to_tensor
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import BLOCK
 from lstmcodec.io.imageio import open_image, prepare

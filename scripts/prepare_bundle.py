@@ -20,7 +20,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from lstmcodec.training.data import IMAGE_SUFFIXES
+from lstmcodec.io.files import IMAGE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ("constriction", "pytorch-msssim")

@@ -22,7 +22,8 @@ import math
 import sys
 from pathlib import Path
 
-from lstmcodec.evaluation import bench, metrics
+from lstmcodec import metrics
+from lstmcodec.evaluation import bench
 
 RISE = 0.001          # the least MS-SSIM an iteration must add ...
 RISE_BELOW = 0.99     # ... while MS-SSIM is below this

@@ -128,27 +128,11 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.evaluate:
-        net = training.evaluated_net("classify", args.evaluate)
-        # the weights' own test-time augmentation, unless --tta / --shift-tta (or their --no- forms) say otherwise
-        config = dict(net.config, **{k: v for k, v in args.views_given.items() if v is not None})
-        acc = classify.accuracy(net.model, test.images, test.labels, config)
-        tta = [name for name, on in (("flip", config.get("flip_tta")), ("shift", config.get("shift_tta"))) if on]
-        print(f"{net.name}: test accuracy {acc:.4f} on {len(test)} images" + (f" ({' + '.join(tta)} TTA)" if tta else ""))
-        return 0
+        return evaluate_only(args, test)
     device = runtime.select_device(args.device)
     if args.limit:
         train = data.Labelled(train.images[:args.limit], train.labels[:args.limit], train.classes)
-    x_train = train.images.float()
-    config = {
-        "in_channels": train.images.shape[1], "size": train.images.shape[-1], "classes": train.classes,
-        "mean": (x_train / 255).mean((0, 2, 3)).tolist(), "std": (x_train / 255).std((0, 2, 3)).tolist(),
-    }
-    if args.no_standardize:
-        config["mean"], config["std"] = [0.0] * config["in_channels"], [1.0] * config["in_channels"]
-    if args.arch == "fast-resnet":
-        config["widths"] = list(args.widths or PRESETS["folder"]["widths"])
-    config["flip_tta"] = bool(args.flip and args.tta)  # `classify` then averages the image and its mirror
-    config["shift_tta"] = bool(config["flip_tta"] and args.shift_tta)  # ... and one-pixel shifts of both
+    config = data_config(args, train)
     runtime.log(f"{args.dataset}: {len(train)} training, {len(test)} test images of {tuple(train.images.shape[1:])}, "
                 f"{len(train.classes)} classes, {args.arch} on {device}")
 
@@ -208,14 +192,46 @@ def main(argv=None) -> int:
     result = runtime.fit(model, batch_fn, loss_fn, fit_cfg, evaluate=evaluate, meta={"config": config, "arch": args.arch},
                          stop=(lambda r: r["test_acc"] >= args.target) if args.target else None)
     if rank == 0:
-        acc = result.metrics.get("test_acc")
-        runtime.log(f"test accuracy {acc:.4f} after {result.step} steps" if acc is not None else "stopped before an evaluation")
-        if args.export:
-            meta = {"steps": result.step, "test_acc": acc, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                    "train": {k: v for k, v in vars(args).items() if k != "export"}}
-            weights.save(weights.net_blob(result.model.cpu().float(), args.name, "classify", args.arch, config, meta), args.export)
-            runtime.log(f"exported {args.export}")
+        report(args, result, config, device)
     return 0
+
+
+def evaluate_only(args, test: data.Labelled) -> int:
+    """--evaluate: the test accuracy of a classifier's weights, with their own test-time augmentation unless --tta /
+    --shift-tta (or their --no- forms) say otherwise."""
+    net = training.evaluated_net("classify", args.evaluate)
+    config = dict(net.config, **{k: v for k, v in args.views_given.items() if v is not None})
+    acc = classify.accuracy(net.model, test.images, test.labels, config)
+    tta = [name for name, on in (("flip", config.get("flip_tta")), ("shift", config.get("shift_tta"))) if on]
+    print(f"{net.name}: test accuracy {acc:.4f} on {len(test)} images" + (f" ({' + '.join(tta)} TTA)" if tta else ""))
+    return 0
+
+
+def data_config(args, train: data.Labelled) -> dict:
+    """What the network and `classify` need to know of the data: its shape, classes, standardisation, views."""
+    x_train = train.images.float()
+    config = {
+        "in_channels": train.images.shape[1], "size": train.images.shape[-1], "classes": train.classes,
+        "mean": (x_train / 255).mean((0, 2, 3)).tolist(), "std": (x_train / 255).std((0, 2, 3)).tolist(),
+    }
+    if args.no_standardize:
+        config["mean"], config["std"] = [0.0] * config["in_channels"], [1.0] * config["in_channels"]
+    if args.arch == "fast-resnet":
+        config["widths"] = list(args.widths or PRESETS["folder"]["widths"])
+    config["flip_tta"] = bool(args.flip and args.tta)  # `classify` then averages the image and its mirror
+    config["shift_tta"] = bool(config["flip_tta"] and args.shift_tta)  # ... and one-pixel shifts of both
+    return config
+
+
+def report(args, result: runtime.FitResult, config: dict, device: torch.device) -> None:
+    """The run's test accuracy, and with --export its weights file."""
+    acc = result.metrics.get("test_acc")
+    runtime.log(f"test accuracy {acc:.4f} after {result.step} steps" if acc is not None else "stopped before an evaluation")
+    if args.export:
+        meta = {"steps": result.step, "test_acc": acc, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                "train": {k: v for k, v in vars(args).items() if k != "export"}}
+        weights.save(weights.net_blob(result.model.cpu().float(), args.name, "classify", args.arch, config, meta), args.export)
+        runtime.log(f"exported {args.export}")
 
 
 def build_model(args, config: dict) -> tuple[torch.nn.Module, dict]:

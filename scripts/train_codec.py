@@ -24,7 +24,7 @@ import torch
 from lstmcodec.training import data, losses, recipes, runtime, runs as training
 from lstmcodec.coding.codec import Codec
 from lstmcodec.geometry import BLOCK
-from lstmcodec.nets.recurrent import CodecConfig
+from lstmcodec.nets.config import CodecConfig
 
 SHAPE_OPTIONS = {  # option dest -> CodecConfig field (None in args: not named on the command line)
     "width": "width", "cell": "cell", "iterations": "iterations", "additive": "additive",
@@ -132,14 +132,7 @@ def main(argv=None) -> int:
     runtime.log(f"network {config}: {sum(p.numel() for p in model.parameters()):,} parameters")
     model.set_stochastic_bits(not args.sign_bits)
     if args.train_from:
-        if args.train_from not in config.blocks:
-            sys.exit(f"error: --train-from {args.train_from} must be where a block starts (--blocks: "
-                     f"{' '.join(map(str, config.blocks)) or 'none'})")
-        trained = model.block(args.train_from)
-        for k, networks in enumerate(model.all_networks()):
-            for part in networks:
-                part.requires_grad_(k == trained)
-    net = training.RateTrained(model) if args.rate_weight else model
+        train_only_block(model, args.train_from)
     device = runtime.select_device(args.device)
     images = [data.load_rgb(f) for f in train_files]  # on a GPU, held there: the crops are cut on the device
     batches = data.RandomCrops(images, args.crop, args.batch, seed=args.seed, hard=args.hard,
@@ -149,33 +142,24 @@ def main(argv=None) -> int:
     short_until = int(args.steps * args.short_fraction) if args.short_iterations else 0
 
     if args.channels_last:
-        net.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
 
     def batch_fn(step: int):  # step counts over all ranks; the unroll length travels with the batch
         t = args.short_iterations if step // _world() < short_until else iterations
         x = batches(step)
         return (x.contiguous(memory_format=torch.channels_last) if args.channels_last else x), t
 
-    distortion = losses.distortion(args.loss, args.mix_alpha, args.ms_ssim_both_phases)
-
-    compiled = []
-
+    criterion = losses.RateDistortionLoss(losses.distortion(args.loss, args.mix_alpha, args.ms_ssim_both_phases),
+                                          args.log_distortion, args.rate_weight, args.rate_form, config.bits)
     def loss_with_t(net, batch):
-        if args.compile and not compiled:  # one step of each encoder and decoder, compiled once and run every
-            model.compile_training()       # iteration (after runtime.fit's EMA copy, which stays eager)
-            compiled.append(True)
+        if args.compile and not model.compiled:   # each encoder and decoder step compiled once, at the first step:
+            model.compile_training()              # after runtime.fit's EMA copy, which stays eager
         x, t = batch
         stops = random_stops(x, int(t), args.adaptive_fraction) if args.adaptive_fraction else None
-        if not args.rate_weight:
-            return losses.over_iterations(distortion, x, net(x, int(t), stops, grad_from=args.train_from),
-                                          log=args.log_distortion)
-        x_hats, (bits, count) = net(x, int(t), stops, grad_from=args.train_from)
-        loss, logged = losses.over_iterations(distortion, x, x_hats, log=args.log_distortion)
-        rate = losses.rate_term(bits, count, args.rate_form)
-        return loss + args.rate_weight * rate, {**logged, "bits_per_bit": losses.rate_term(bits, count).detach()}
+        return criterion(net(x, int(t), stops, grad_from=args.train_from), x)
 
     def evaluate(net, step: int) -> dict:
-        return training.validate_codec(net, val, iterations)
+        return training.validate_codec(net, val, iterations, criterion)
 
     fit_cfg = runtime.FitConfig(
         out_dir=args.out, steps=args.steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
@@ -184,10 +168,10 @@ def main(argv=None) -> int:
         log_every=args.log_every, checkpoint_every_s=args.checkpoint_every, time_limit_s=args.time_limit,
         stop_at=args.stop_at, schedule_over=args.schedule_over, eval_at_start=args.eval_at_start, extra=vars(args),
     )
-    result = runtime.fit(net, batch_fn, loss_with_t, fit_cfg, evaluate=evaluate if val else None,
-                         meta={"codec_config": config.to_dict()})
+    result = runtime.fit(model, batch_fn, loss_with_t, fit_cfg, evaluate=evaluate if val else None,
+                         meta={"codec_config": config.to_dict()}, criterion=criterion)
     if args.export and result.finished and os.environ.get("RANK", "0") == "0":
-        fp = training.export_codec(training.codec_of(result.model).cpu(), args.export, args.name,
+        fp = training.export_codec(result.model.cpu(), args.export, args.name,
                                    meta={"steps": result.step, "train": {k: v for k, v in vars(args).items() if k != "export"}})
         runtime.log(f"exported {args.export} (fingerprint {fp.hex()})")
     return 0
@@ -205,6 +189,17 @@ def build_model(args) -> tuple[Codec, CodecConfig]:
     model = training.init_codec(config, source)
     runtime.log(f"initialised from {args.init}")
     return model, config
+
+
+def train_only_block(model: Codec, first: int) -> None:
+    """--train-from: only the block that starts at iteration `first` trains; the others are frozen."""
+    if first not in model.config.blocks:
+        sys.exit(f"error: --train-from {first} must be where a block starts (--blocks: "
+                 f"{' '.join(map(str, model.config.blocks)) or 'none'})")
+    trained = model.block(first)
+    for k, networks in enumerate(model.all_networks()):
+        for part in networks:
+            part.requires_grad_(k == trained)
 
 
 def random_stops(x: torch.Tensor, iterations: int, fraction: float, tile: int = 2) -> torch.Tensor:

@@ -13,7 +13,7 @@ from lstmcodec.models.zoo import load_codec
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import blocks
 from lstmcodec.io.imageio import prepare
-from lstmcodec.evaluation.metrics import local_ms_ssim, ms_ssim
+from lstmcodec.metrics import local_ms_ssim, ms_ssim
 
 from conftest import run_cli
 
@@ -145,15 +145,16 @@ def test_cli_adaptive_encode_info_map(tmp_path, parrots_path):
 
 
 def test_stopped_blocks_keep_their_reconstruction_in_training():
-    from lstmcodec.nets.recurrent import CodecConfig, RecurrentCodec
+    from lstmcodec.nets.config import CodecConfig
+    from lstmcodec.nets.recurrent import RecurrentCodec
 
     torch.manual_seed(0)
     net = RecurrentCodec(CodecConfig(width=0.125)).eval()
     x = torch.rand(1, 3, 32, 64) - 0.5
     stops = torch.tensor([[[[1, 3, 2, 3], [3, 3, 3, 3]]]])        # blocks: (0, 0) stops after 1, (0, 2) after 2
     with torch.no_grad():
-        out = net(x, 3, stops)
-        free = net(x, 3)
+        out = net(x, 3, stops).x_hats
+        free = net(x, 3).x_hats
     block = lambda t, r, c: t[..., 16 * r:16 * r + 16, 16 * c:16 * c + 16]  # noqa: E731
     assert torch.equal(block(out[2], 0, 0), block(out[0], 0, 0)) and torch.equal(block(out[2], 0, 2), block(out[1], 0, 2))
     assert not torch.equal(block(out[2], 1, 1), block(out[1], 1, 1))

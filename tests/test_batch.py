@@ -1,10 +1,11 @@
-"""Several images through the networks at once (Codec.compress_many / decompress_many): the files and the pixels are
+"""Several images through the networks at once (coding.batching: compress_many / decompress_many): the files and the pixels are
 the ones the one-image calls give, whatever the grouping."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lstmcodec.coding import batching
 from lstmcodec.models import zoo
 from lstmcodec.errors import CodecError
 
@@ -25,7 +26,7 @@ def images(parrots, houses):
 @pytest.mark.parametrize("iterations", [3, 14])
 def test_batched_files_are_the_files_of_one_image_at_a_time(codec, images, iterations):
     one_by_one = [codec.compress(im, iterations) for im in images]
-    assert codec.compress_many(images, iterations, batch=3) == one_by_one
+    assert batching.compress_many(codec, images, iterations, batch=3) == one_by_one
     if iterations == 14:   # the flat image ends where the gate stopped it, the others hold every iteration
         counts = [codec.read(f).header.iterations for f in one_by_one]
         assert counts[0] == counts[2] == counts[3] == 14 and counts[4] == codec.tail.start
@@ -37,41 +38,42 @@ def test_batched_decoding_gives_the_pixels_of_one_file_at_a_time(codec, images, 
     batches = []
     batch_of = codec.reconstruct_batch
     monkeypatch.setattr(codec, "reconstruct_batch", lambda ds: batches.append(len(ds)) or batch_of(ds))
-    batched = codec.decompress_many(files, batch=4)
+    batched = batching.decompress_many(codec, files, batch=4)
     assert batches == [2]   # files 0 and 2 (14 planes; 3 and 4 hold 6 and 12); 5 shares the next group with the tiled 6
     assert [im.size for im in batched] == [(256, 192), (160, 160), (256, 192), (250, 183), (256, 192), (256, 192),
                                            (256, 192)]
     for f, im in zip(files, batched):
         assert np.array_equal(np.asarray(im), np.asarray(codec.decompress(f)))
-    prefix = codec.decompress_many(files[:1], iterations=5, batch=2)[0]
+    prefix = batching.decompress_many(codec, files[:1], iterations=5, batch=2)[0]
     assert np.array_equal(np.asarray(prefix), np.asarray(codec.decompress(files[0], iterations=5)))
 
 
 def test_batch_errors_are_codec_errors(codec, parrots):
     with pytest.raises(CodecError, match="batch must be at least 1"):
-        codec.compress_many([parrots], 2, batch=0)
+        batching.compress_many(codec, [parrots], 2, batch=0)
     with pytest.raises(CodecError, match="iterations must be between"):
-        codec.compress_many([parrots], 0)
+        batching.compress_many(codec, [parrots], 0)
     data = codec.compress(parrots, 2)
     with pytest.raises(CodecError, match="batch must be at least 1"):
-        codec.decompress_many([data], batch=0)
+        batching.decompress_many(codec, [data], batch=0)
     with pytest.raises(CodecError, match="2 iterations, 3 requested"):
-        codec.decompress_many([data], iterations=3)
+        batching.decompress_many(codec, [data], iterations=3)
 
 
 def test_batches_group_images_of_one_padded_size_within_a_pixel_budget():
-    from lstmcodec.coding import codec as codec_module, tiling
+    from lstmcodec.coding import batching
+    from lstmcodec.format import tiling
 
     sizes = [(512, 768)] * 20 + [(500, 760), (768, 512), (1088, 1920), (1080, 1920), (1078, 1911), (1081, 1920),
                                  (1088, 1936)]
-    groups = list(codec_module.Codec._groups(sizes, 16, lambda s: s))
+    groups = list(batching.groups(sizes, 16, lambda s: s))
     assert sorted(i for g in groups for i in g) == list(range(len(sizes)))
     # each group one padded size, at most 16 images and BATCH_PIXELS pixels; the largest untiled size 3 at a time
     assert [len(g) for g in groups] == [1, 16, 5, 1, 3, 1]
     for g in groups:
         assert len({(-(-sizes[i][0] // 16), -(-sizes[i][1] // 16)) for i in g}) == 1
     assert 1088 * 1936 > tiling.THRESHOLD and groups[0] == [len(sizes) - 1]   # tiled: alone, as it comes
-    assert [len(g) for g in codec_module.Codec._groups(sizes, 1, lambda s: s)] == [1] * len(sizes)
+    assert [len(g) for g in batching.groups(sizes, 1, lambda s: s)] == [1] * len(sizes)
 
 
 def test_the_command_line_batches_many_files_with_the_same_bytes_and_errors(tmp_path, parrots_path, parrots, houses):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmcodec.evaluation import metrics
-from lstmcodec.cli.commands import main
+from lstmcodec import metrics
+from lstmcodec.cli import main
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared"

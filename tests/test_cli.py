@@ -10,7 +10,7 @@ from PIL import Image
 
 import lstmcodec
 from lstmcodec.format import container
-from lstmcodec.cli.commands import main
+from lstmcodec.cli import main
 from conftest import run_cli
 
 
@@ -42,7 +42,7 @@ def test_iterations_beyond_training_get_a_notice(tmp_path, parrots_path):
 
     from lstmcodec.training import runs as training
     from lstmcodec.coding.codec import Codec
-    from lstmcodec.nets.recurrent import CodecConfig
+    from lstmcodec.nets.config import CodecConfig
 
     torch.manual_seed(0)
     four = tmp_path / "four.pt"
@@ -192,7 +192,7 @@ def test_rate_control_by_bpp_size_and_quality(tmp_path, parrots_path):
     r = run_cli("encode", parrots_path, "-o", out, "--quality", "0.5", "-i", "6")
     assert r.returncode == 0, r.stderr
     k = lstmcodec.info(out.read_bytes()).iterations
-    from lstmcodec.evaluation import metrics
+    from lstmcodec import metrics
     src = np.asarray(Image.open(parrots_path).convert("RGB"))
     assert metrics.ms_ssim(np.asarray(lstmcodec.decode(out.read_bytes())), src) >= 0.5
     if k > 1:

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import lstmcodec
-from lstmcodec.evaluation import metrics
+from lstmcodec import metrics
 from lstmcodec.format import tables
 from lstmcodec.training import runs as training
 from lstmcodec.format.mixer import Mixer, logit_tables
@@ -150,7 +150,7 @@ def test_api_errors_are_codec_errors(parrots, parrots_lstm):
 
 def test_file_made_with_other_weights_is_refused(tmp_path, parrots):
     from lstmcodec.coding.codec import Codec
-    from lstmcodec.nets.recurrent import CodecConfig
+    from lstmcodec.nets.config import CodecConfig
 
     torch.manual_seed(1)
     other = tmp_path / "other.pt"
@@ -175,7 +175,7 @@ def test_the_codec_object_compresses_and_decompresses(parrots, parrots_lstm):
     assert len(images) == 3 and np.array_equal(np.asarray(images[-1]), _decode_rgb(parrots_lstm, iterations=3))
     x = torch.from_numpy(parrots[:32, :32].copy()).permute(2, 0, 1)[None].float() / 255 - 0.5
     with torch.no_grad():
-        x_hats = codec(x, 3)
+        x_hats = codec(x, 3).x_hats
     assert len(x_hats) == 3 and x_hats[0].shape == x.shape
 
 
@@ -278,7 +278,7 @@ def test_the_best_model_decodes_without_an_option_and_beats_the_default_at_equal
 def test_read_only_pixels_are_copied_not_handed_to_torch(parrots, monkeypatch):
     """np.asarray of a PIL image is read-only; torch.from_numpy of such an array warns (once per process) that
     writing to it is undefined. to_tensor copies it first, and the tensor is the same."""
-    from lstmcodec.coding.codec import to_tensor
+    from lstmcodec.coding.tensors import to_tensor
 
     rgb = parrots   # np.asarray of the PIL image
     assert not rgb.flags.writeable

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from lstmcodec.training import data
-from lstmcodec.evaluation import metrics
+from lstmcodec import metrics
 from lstmcodec.tasks.classifier import classify
 from lstmcodec.tasks.denoiser import denoise, denoise_tensor, get_denoiser
 from lstmcodec.nets import denoise as denoise_nets

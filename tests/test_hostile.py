@@ -22,8 +22,9 @@ from PIL import Image, TiffImagePlugin
 from lstmcodec import api
 from lstmcodec.format import container
 from lstmcodec.models import zoo
+from lstmcodec.coding import large
 from lstmcodec.coding.codec import Codec
-from lstmcodec.nets.recurrent import CodecConfig
+from lstmcodec.nets.config import CodecConfig
 from lstmcodec.training.runs import export_codec
 
 from conftest import DATA, run_cli
@@ -142,7 +143,7 @@ def test_a_large_untiled_file_decodes_region_by_region_as_a_whole():
     d = codec.read(codec.compress(im, 6))
     whole = next(codec.reconstructions(d, every=False))
     with torch.inference_mode():
-        regions = codec._decode_regions(d.planes, d.masks, 192, 256, side=64)
+        regions = large.decode_regions(codec, d.planes, d.masks, 192, 256, side=64)
     assert np.abs(regions.astype(int) - whole).max() <= 1 and (regions != whole).mean() < 0.001
 
 
@@ -234,7 +235,7 @@ def test_ctrl_c_during_start_up_is_one_line():
 def test_decoded_pixels_do_not_depend_on_the_thread_count(tmp_path):
     """Every bundled codec decodes houses (-i 16) and a 200x120 crop of parrots (-i 4) to the same pixels at 1, 2 and
     4 threads (Decoder.project: the output layer in a fixed order of correctly rounded operations)."""
-    script = ("import sys, hashlib, torch; torch.set_num_threads(int(sys.argv[1])); from lstmcodec import zoo\n"
+    script = ("import sys, hashlib, torch; torch.set_num_threads(int(sys.argv[1])); from lstmcodec.models import zoo\n"
               "from PIL import Image; import numpy as np\n"
               "out = []\n"
               "for name in zoo.names('codec'):\n"

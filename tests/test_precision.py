@@ -8,7 +8,7 @@ import torch
 
 from lstmcodec import CodecError
 from lstmcodec.models import zoo
-from lstmcodec.evaluation.metrics import psnr
+from lstmcodec.metrics import psnr
 
 from conftest import DATA
 
@@ -102,7 +102,7 @@ def test_bf16_decodes_the_same_pixels_on_any_thread_count():
 def test_the_command_line_takes_a_precision(tmp_path):
     from click.testing import CliRunner
 
-    from lstmcodec.cli.commands import cli
+    from lstmcodec.cli import cli
 
     runner = CliRunner()
     try:

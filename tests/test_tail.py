@@ -9,10 +9,12 @@ import torch
 import lstmcodec
 from lstmcodec.format import container
 from lstmcodec.models import weights, zoo
-from lstmcodec.coding.codec import Codec, to_rgb, to_tensor
+from lstmcodec.coding.codec import Codec
+from lstmcodec.coding.tensors import to_rgb, to_tensor
 from lstmcodec.errors import CodecError
-from lstmcodec.evaluation.metrics import psnr
+from lstmcodec.metrics import psnr
 from lstmcodec.nets.tail import Gate, LinearTail, activity, from_blocks, to_blocks
+from lstmcodec.nets.decoding import reconstruct
 
 
 def random_tail(start: int = 3, stages: int = 2, bits: int = 32, seed: int = 0) -> LinearTail:
@@ -83,7 +85,7 @@ def test_stages_are_the_late_iterations_and_reconstruct_agrees_with_iterate(parr
     x = to_tensor(parrots[:128, :160])
     with torch.inference_mode():
         steps = list(codec.iterate(x, 6))
-        rebuilt = list(codec.reconstruct([b for b, _ in steps]))
+        rebuilt = list(reconstruct(codec, [b for b, _ in steps]))
         plain = list(without.iterate(x, 3))
     for (b, x_hat), (b0, x_hat0) in zip(steps[:3], plain):   # the networks' iterations are untouched
         assert torch.equal(b, b0) and torch.allclose(x_hat, x_hat0, atol=1e-5)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lstmcodec.coding import adaptive, tiling
+from lstmcodec.coding import adaptive
+from lstmcodec.format import tiling
 from lstmcodec import api
 from lstmcodec.format import container
 from lstmcodec.models.zoo import load_codec

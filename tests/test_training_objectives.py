@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from lstmcodec.training import losses, runtime
-from lstmcodec.nets.recurrent import GAIN_LR_SCALE, CodecConfig, RecurrentCodec
+from lstmcodec.nets.config import CodecConfig
+from lstmcodec.nets.recurrent import GAIN_LR_SCALE, RecurrentCodec
 from lstmcodec.training.runs import export_codec
 from lstmcodec.models.zoo import DEFAULT_CODEC, load_codec, registry
+from lstmcodec.nets.decoding import reconstruct
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +123,7 @@ def test_priming_runs_first_iteration_again_and_the_decoder_repeats_it(crop):
     with torch.no_grad():
         steps = list(primed.iterate(crop, 3))
         assert len(calls) == 3 + 2
-        rebuilt = list(primed.reconstruct([b for b, _ in steps]))   # the decoder side alone
+        rebuilt = list(reconstruct(primed, [b for b, _ in steps]))   # the decoder side alone
         unprimed = list(plain.iterate(crop, 3))
     hook.remove()
     assert all(torch.allclose(a, b, atol=1e-5) for (_, a), b in zip(steps, rebuilt))  # Decoder.project: to rounding
@@ -161,7 +163,7 @@ def test_residual_gain_starts_as_the_plain_recurrence_and_scales_what_each_itera
         hook = gained.encoder.register_forward_hook(lambda _m, inp, _o: inputs.append(inp[0]))
         steps = list(gained.iterate(crop, 4))                       # iteration 4 reuses the last gain
         hook.remove()
-        rebuilt = list(gained.reconstruct([b for b, _ in steps]))   # the decoder side alone divides by the same gains
+        rebuilt = list(reconstruct(gained, [b for b, _ in steps]))   # the decoder side alone divides by the same gains
     assert all(torch.allclose(x, y, atol=1e-5) for (_, x), y in zip(steps, rebuilt))  # to rounding (Decoder.project)
     torch.testing.assert_close(inputs[1], (crop - steps[0][1]) * math.e)
     torch.testing.assert_close(inputs[3], (crop - steps[2][1]) * math.e ** 2)
@@ -220,7 +222,7 @@ def test_bit_rate_starts_at_one_bit_and_learns_what_earlier_channels_and_iterati
     iteration (0) cost nothing."""
     rate = losses.BitRate(bits=4)
     assert float(rate(_planes()).detach()) == pytest.approx(1.0)
-    assert all(getattr(p, "lr_scale", 1.0) == losses.BitRate.LR_SCALE for p in rate.parameters())
+    assert runtime.param_groups(rate) == [{"params": list(rate.parameters()), "lr_scale": losses.BitRate.LR_SCALE}]
     opt = torch.optim.Adam(rate.parameters(), lr=0.1)
     for step in range(300):
         loss = rate(_planes(seed=step))
@@ -244,15 +246,15 @@ def test_bit_rate_pulls_the_encoder_towards_predictable_bits(crop):
     rate = losses.BitRate().requires_grad_(False)
     with torch.no_grad():  # a rate model that expects every bit to be +1
         rate.bias[:] = 3.0
-    before = float(rate(model(crop, 2, with_bits=True)[1]).detach())
+    before = float(rate(model(crop, 2).bits).detach())
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(10):
-        loss = rate(model(crop, 2, with_bits=True)[1])
+        loss = rate(model(crop, 2).bits)
         opt.zero_grad()
         loss.backward()
         assert model.encoder.rnns[0].conv_x.weight.grad.abs().sum() > 0
         opt.step()
-    after = float(rate(model(crop, 2, with_bits=True)[1]).detach())
+    after = float(rate(model(crop, 2).bits).detach())
     assert after < 0.8 * before, (before, after)
 
 

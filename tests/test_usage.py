@@ -37,7 +37,7 @@ def test_usage_errors_are_exit_2_before_any_work(tmp_path, args, words):
 def test_a_fifo_in_a_bench_folder_is_not_read(tmp_path):
     (tmp_path / "a.png").write_bytes((DATA / "parrots.png").read_bytes())
     os.mkfifo(tmp_path / "b.png")
-    from lstmcodec.training.data import list_images
+    from lstmcodec.io.files import list_images
 
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("files", list_images([tmp_path])), daemon=True)

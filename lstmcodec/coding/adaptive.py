@@ -16,13 +16,16 @@ import torch
 from torch.nn import functional as F
 
 from lstmcodec.format import container
-from lstmcodec.coding import tiling
-from lstmcodec.coding.codec import Codec, EncodeResult, bits_to_plane, mask_tensor, to_rgb, to_tensor
+from lstmcodec.format import tiling
+from lstmcodec.coding import framing
+from lstmcodec.coding.codec import Codec
+from lstmcodec.coding.framing import EncodeResult
+from lstmcodec.coding.tensors import bits_to_plane, mask_tensor, to_rgb, to_tensor
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import BLOCK, ceil_div
 from lstmcodec.io.imageio import SourceImage
 from lstmcodec.format.itermap import MAP_TILES, block_counts, encode_map
-from lstmcodec.evaluation.metrics import local_ms_ssim, ms_ssim
+from lstmcodec.metrics import local_ms_ssim, ms_ssim
 
 TILE = 32                      # default tile side in pixels
 MIN_GAIN_RANGE = (1e-4, 0.1)   # the bisection's bounds on the minimum gain of an iteration (MS-SSIM)
@@ -128,6 +131,6 @@ def adaptive_file(codec: Codec, src: SourceImage, run: AdaptivePass, tile_blocks
     A map where every tile has the same count is a plain file (version 1): no map bytes to pay for."""
     coder = codec.plane_coder()
     if (run.counts == run.counts.flat[0]).all():
-        return codec.frame(src, [coder.encode(p) for p in run.planes])
+        return framing.frame(codec, src, [coder.encode(p) for p in run.planes])
     payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
-    return codec.frame(src, payloads, encode_map(run.counts, tile_blocks))
+    return framing.frame(codec, src, payloads, encode_map(run.counts, tile_blocks))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmcodec.format import container
-from lstmcodec.coding.codec import Codec, EncodeResult
+from lstmcodec.coding.codec import Codec
+from lstmcodec.coding.framing import EncodeResult
 from lstmcodec.format.fileinfo import info
 from lstmcodec.io.imageio import SourceImage
 
@@ -29,7 +30,7 @@ def encode_to_target(codec: Codec, src: SourceImage, target: RateTarget, max_ite
     fits (CodecError if even one does not). quality: the fewest iterations whose reconstruction reaches that MS-SSIM
     (RGB) against the input (all of them if none does). Returns the result and the iterations kept."""
     from lstmcodec.errors import CodecError
-    from lstmcodec.evaluation.metrics import ms_ssim
+    from lstmcodec.metrics import ms_ssim
 
     full = codec.encode_source(src, max_iterations, tiles)
     notices = list(src.notices)  # not full.notices: what they say about the iterations tried is said below for those kept

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from lstmcodec.evaluation import metrics
+from lstmcodec import metrics
 from lstmcodec.models import zoo
 from lstmcodec.format.fileinfo import info
 from lstmcodec.io.imageio import open_image, prepare
@@ -69,7 +69,7 @@ def measure(out: np.ndarray, rgb: np.ndarray, shift: bool = False) -> tuple[floa
 
 def load_images(paths, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """The RGB pixels of the images in `paths` (folders and files), at most `limit` of them; CodecError if none."""
-    from lstmcodec.training.data import list_images
+    from lstmcodec.io.files import list_images
     from lstmcodec.errors import CodecError
 
     try:

@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from lstmcodec.evaluation import bench, metrics
+from lstmcodec import metrics
+from lstmcodec.evaluation import bench
 from lstmcodec.models import zoo
 from lstmcodec.errors import CodecError
 from lstmcodec.io.files import atomic_write

@@ -1,1 +1,2 @@
-"""The .lstm file: its byte layout, and the entropy coding of its bit planes (integers only, no torch)."""
+"""The .lstm file: its byte layout, the entropy coding of its bit planes, the geometry of tiled files, and what a
+file holds without a network (integers only, no torch)."""

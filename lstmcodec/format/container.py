@@ -105,7 +105,7 @@ def check_work(pixels: int, iterations: int, file_bytes: int, cost: float = 1.0,
     """Refuses a decode of `iterations` iterations over `pixels` network pixels (in `tiles` tiles, 0 for none) that a
     file of `file_bytes` bytes cannot honestly ask for (FREE_WORK, WORK_PER_BYTE). The work is counted in the bundled
     `fast` model's pixel-iterations: `cost` is the model's decoder cost per pixel relative to fast's
-    (nets.recurrent.decoder_cost), and every tile adds TILE_WORK per iteration."""
+    (nets.config.decoder_cost), and every tile adds TILE_WORK per iteration."""
     work = int((pixels * cost + tiles * TILE_WORK) * iterations)
     allowed = FREE_WORK if file_bytes < SMALL_FILE else max(FREE_WORK, WORK_PER_BYTE * file_bytes)
     if work > allowed:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from lstmcodec.format import container
-from lstmcodec.coding import tiling
+from lstmcodec.format import tiling
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import BLOCK, blocks, padded
 from lstmcodec.format.itermap import decode_map

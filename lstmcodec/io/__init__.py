@@ -1,1 +1,2 @@
-"""Images and files in and out: every mode Pillow opens, and the one routine that writes every output."""
+"""Images and files in and out: every mode Pillow opens, the image files of folders, and the one routine that
+writes every output."""

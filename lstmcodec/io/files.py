@@ -1,4 +1,5 @@
-"""Reading and writing files: whole-file reads with one-line errors, and the one routine that writes every output.
+"""Reading and writing files: whole-file reads with one-line errors, the image files of folders, torch objects saved
+atomically, and the one routine that writes every output.
 
 An output is written as a whole or not at all. A regular file (or a missing one) is written to a temporary file
 beside it and renamed over it, so a failure or an interruption never leaves half a file; the temporary is removed
@@ -14,8 +15,45 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any, Sequence
 
 from lstmcodec.errors import CodecError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def list_images(folders: Sequence[str | Path]) -> list[Path]:
+    """The image files of folders (recursively, sorted) and of files named directly; FileNotFoundError if none."""
+    files: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            files.append(folder)
+            continue
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such image folder: {folder}")
+        # regular files only: a FIFO (or a device) named *.png in a folder would block or never end a read
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no images found in {', '.join(map(str, folders))}")
+    return files
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: never a half-written weights file or
+    checkpoint."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
 
 _TEMPORARIES: set[str] = set()   # temporaries being written now (removed by remove_temporaries on a signal)
 

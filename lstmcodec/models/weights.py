@@ -27,6 +27,7 @@ import torch
 
 from lstmcodec.format import tables
 from lstmcodec.format.mixer import Mixer
+from lstmcodec.io.files import atomic_save
 from lstmcodec.nets.tail import LinearTail
 
 FORMAT = "lstmcodec-weights/1"
@@ -74,8 +75,6 @@ def half_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save(blob: dict, path: str | os.PathLike) -> None:
-    from lstmcodec.training.runtime import atomic_save  # the runtime's atomic torch.save
-
     atomic_save(blob, path)
 
 

@@ -156,8 +156,10 @@ def codec_for(header: "Header", model: str | None = None, device: str = "cpu") -
                              f"the bundled weights of that name ({codec.fingerprint.hex()}); pass its weights file "
                              "with --model PATH")
         return codec
+    from lstmcodec.coding.framing import check_file
+
     codec = load_codec(model, device)
-    codec.check_file(header)
+    check_file(codec, header)
     return codec
 
 
@@ -184,7 +186,7 @@ def not_bundled(model: str, fingerprint: str) -> str | None:
 
 
 def select(device: str) -> "torch.device":
-    from lstmcodec.training.runtime import select_device
+    from lstmcodec.devices import select_device
 
     if not isinstance(device, str):
         raise CodecError(f"device must be a name such as cpu, cuda or cuda:0, not {device!r}")
@@ -213,16 +215,15 @@ def load_net(task: str, name_or_path: str = "default", device: str = "cpu") -> L
 
 @functools.lru_cache(maxsize=4)
 def _load_net(task: str, name_or_path: str, device: str) -> LoadedNet:
+    from lstmcodec import nets
     from lstmcodec.models import weights
-    from lstmcodec.nets import classify, denoise
 
     path, sha = resolve(task, name_or_path)
     dev = select(device)
-    builder = {"denoise": denoise.build, "classify": classify.build}[task]
     try:
         blob = weights.read(path, task, sha)
         weights.check_net_config(path, task, blob.get("config"))
-        model = weights.build(path, blob, lambda: builder(blob["arch"], blob["config"]))
+        model = weights.build(path, blob, lambda: nets.build(task, blob["arch"], blob["config"]))
     except ValueError as e:
         raise CodecError(str(e)) from None
     model.eval().requires_grad_(False).to(dev)

@@ -25,116 +25,21 @@ Images enter as float tensors in [-0.5, 0.5], N x 3 x H x W, H and W multiples o
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 import bisect
 import itertools
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from lstmcodec.geometry import BLOCK
 from lstmcodec.nets.cells import CELLS, State, conv_as, depth_to_space
+from lstmcodec.geometry import BLOCK
+from lstmcodec.nets.config import CodecConfig, channels
 from lstmcodec.nets.tail import LinearTail
 
-GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights
+GAIN_LR_SCALE = 10.0  # the residual gains learn this many times faster than the network's weights (parameter_groups)
 Gate = Callable[[int, torch.Tensor], "torch.Tensor | None"]  # see RecurrentCodec.iterate
-
-
-@dataclass(frozen=True)
-class CodecConfig:
-    """Everything needed to rebuild a codec model; stored inside every weights file."""
-
-    width: float = 0.25       # channel multiplier of the paper's network (1.0 = 64/256/512/512)
-    cell: str = "lstm"        # "lstm" or "gru"
-    bits: int = 32            # bits per 16x16 block per iteration
-    iterations: int = 16      # iterations the model was trained for
-    additive: bool = True     # x̂_t = D(b_t) + x̂_{t-1}; False: one-shot, x̂_t = D(b_t)
-    decoder_hidden_kernel: int = 3  # hidden-state kernel of the decoder's two full-resolution cells (1: less than half the decoder's work)
-    decoder_hidden: tuple[int, ...] = ()  # hidden channels of the decoder's four cells; () = 512, 512, 256, 128 times width
-    encoder_hidden: tuple[int, ...] = ()  # hidden channels of the encoder's three cells; () = 256, 512, 512 times width
-    priming: int = 0          # extra runs of E and D in the first iteration, on the same input, that build up their hidden
-                              # state before any bit or pixel comes out (Johnston et al. 2018's hidden-state priming)
-    residual_gain: bool = False  # a learned gain per iteration on the residual (module docstring); additive only
-    blocks: tuple[int, ...] = ()  # iterations (from 0) where a network with its own weights takes over (module docstring)
-
-    def __post_init__(self):
-        def integer(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not 0 < self.width <= 4:
-            raise ValueError(f"width must be a number in (0, 4], not {self.width!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if not integer(self.bits) or not 1 <= self.bits <= 32:
-            raise ValueError(f"bits must be 1..32 per block, not {self.bits!r}")
-        if not integer(self.iterations) or not 1 <= self.iterations <= 64:
-            raise ValueError(f"iterations must be 1..64, not {self.iterations!r}")
-        if self.decoder_hidden_kernel not in (1, 3) or not integer(self.decoder_hidden_kernel):
-            raise ValueError(f"decoder_hidden_kernel must be 1 or 3, not {self.decoder_hidden_kernel!r}")
-        if self.decoder_hidden and (len(self.decoder_hidden) != 4 or any(not integer(c) or not 0 < c <= 4096 or c % 4
-                                                                          for c in self.decoder_hidden)):
-            raise ValueError(f"decoder_hidden must be four multiples of 4 in 4..4096, not {self.decoder_hidden}")
-        if self.encoder_hidden and (len(self.encoder_hidden) != 3 or any(not integer(c) or not 0 < c <= 4096
-                                                                          for c in self.encoder_hidden)):
-            raise ValueError(f"encoder_hidden must be three channel counts in 1..4096, not {self.encoder_hidden}")
-        if not integer(self.priming) or not 0 <= self.priming <= 8:
-            raise ValueError(f"priming must be 0..8 extra runs, not {self.priming!r}")
-        if not isinstance(self.additive, bool) or not isinstance(self.residual_gain, bool):
-            raise ValueError("additive and residual_gain must be true or false")
-        if self.residual_gain and not self.additive:
-            raise ValueError("residual_gain needs additive reconstruction")
-        if not isinstance(self.blocks, tuple) or len(self.blocks) > 8 or any(not integer(b) for b in self.blocks) \
-                or list(self.blocks) != sorted(set(self.blocks)) or any(not 1 <= b < 64 for b in self.blocks):
-            raise ValueError(f"blocks must be at most 8 increasing iterations in 1..63, not {self.blocks!r}")
-        if self.blocks and not self.additive:
-            raise ValueError("blocks need additive reconstruction")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CodecConfig":
-        """The configuration a weights file or checkpoint stores (unknown keys are ignored; ValueError on bad values)."""
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        for key in ("decoder_hidden", "encoder_hidden", "blocks"):
-            if key in kw:
-                if not isinstance(kw[key], (list, tuple)):
-                    raise ValueError(f"{key} must be a list of whole numbers, not {kw[key]!r}")
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
-
-    @property
-    def block(self) -> int:
-        """Pixels per side of the block one code vector describes (the encoder's downsampling)."""
-        return BLOCK
-
-
-def _ch(base: int, width: float) -> int:
-    """Scale a channel count, keeping it a multiple of 4 (depth-to-space needs that)."""
-    return max(4, int(round(base * width / 4)) * 4)
-
-
-def decoder_macs(cfg: CodecConfig) -> float:
-    """Multiply-adds per image pixel of one iteration of the decoder (its gate convolutions, at their resolutions)."""
-    c0 = _ch(512, cfg.width)
-    c1, c2, c3, c4 = cfg.decoder_hidden or (_ch(c, cfg.width) for c in (512, 512, 256, 128))
-    k = cfg.decoder_hidden_kernel ** 2
-    macs = cfg.bits * c0 / 256                                        # conv_in at 1/16 resolution
-    for (cin, hidden, hk), area in zip([(c0, c1, 1), (c1 // 4, c2, 1), (c2 // 4, c3, k), (c3 // 4, c4, k)],
-                                       (1 / 256, 1 / 64, 1 / 16, 1 / 4)):
-        macs += 4 * hidden * (9 * cin + hk * hidden) * area
-    return macs + 3 * c4 / 4
-
-
-# `fast`'s decoder, the unit of the decoding work budget (container.check_work)
-FAST_DECODER_MACS = decoder_macs(CodecConfig(decoder_hidden=(128, 128, 48, 24), decoder_hidden_kernel=1))
-
-
-def decoder_cost(cfg: CodecConfig) -> float:
-    """The decoder's cost per pixel relative to the bundled `fast` model's (at least 1: no model is cheaper to run
-    than what the budget assumes)."""
-    return max(1.0, decoder_macs(cfg) / FAST_DECODER_MACS)
 
 
 def run_stack(rnns: nn.ModuleList, x: torch.Tensor, states: list[State] | None,
@@ -155,8 +60,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         cell = CELLS[cfg.cell]
-        c0 = _ch(64, cfg.width)
-        c1, c2, c3 = cfg.encoder_hidden or (_ch(c, cfg.width) for c in (256, 512, 512))
+        c0 = channels(64, cfg.width)
+        c1, c2, c3 = cfg.encoder_hidden or (channels(c, cfg.width) for c in (256, 512, 512))
         self.out_channels = c3
         self.conv = nn.Conv2d(3, c0, 3, stride=2, padding=1)
         self.rnns = nn.ModuleList([
@@ -197,8 +102,8 @@ class Decoder(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         cell = CELLS[cfg.cell]
-        c0 = _ch(512, cfg.width)
-        c1, c2, c3, c4 = cfg.decoder_hidden or (_ch(c, cfg.width) for c in (512, 512, 256, 128))
+        c0 = channels(512, cfg.width)
+        c1, c2, c3, c4 = cfg.decoder_hidden or (channels(c, cfg.width) for c in (512, 512, 256, 128))
         self.conv_in = nn.Conv2d(cfg.bits, c0, 1)
         self.rnns = nn.ModuleList([
             cell(c0, c1, kernel=3, hidden_kernel=1),
@@ -243,7 +148,7 @@ class Decoder(nn.Module):
 
 
 def keep_stopped(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor | float) -> torch.Tensor:
-    """x̂_t where the block mask (N x 1 x H/16 x W/16) is 1, x̂_{t-1} where it is 0."""
+    """new where the block mask (N x 1 x H/16 x W/16) is 1, old where it is 0."""
     pixels = mask.repeat_interleave(BLOCK, dim=2).repeat_interleave(BLOCK, dim=3) > 0
     return torch.where(pixels, new, old)
 
@@ -270,7 +175,6 @@ class RecurrentCodec(nn.Module):
         self._compiled: dict = {}   # compile_training's compiled encoders and decoders, used only where grad is on
         if cfg.residual_gain:  # log g_t for t = 1..iterations (later iterations reuse the last); 0 = no scaling
             self.log_gain = nn.Parameter(torch.zeros(cfg.iterations))
-            self.log_gain.lr_scale = GAIN_LR_SCALE  # read by runtime.fit
         self.tail: LinearTail | None = None   # linear stages for the late iterations (nets/tail.py), fitted afterwards
 
     def block(self, t: int) -> int:
@@ -287,6 +191,16 @@ class RecurrentCodec(nn.Module):
         """Every block's encoder, binarizer and decoder, the first block first."""
         return [(self.encoder, self.binarizer, self.decoder)] + [(b.encoder, b.binarizer, b.decoder) for b in self.later]
 
+    def parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups: the residual gains (if any), which learn GAIN_LR_SCALE times faster, and
+        the networks' weights ("lr_scale": the multiple of the schedule's learning rate), in the order of parameters()
+        (the order the optimizer's state in a checkpoint has)."""
+        gain = self.log_gain if self.config.residual_gain else None
+        groups: dict[float, list] = {}   # in the order the parameters come (log_gain, the codec's own, first)
+        for p in self.parameters():
+            groups.setdefault(GAIN_LR_SCALE if p is gain else 1.0, []).append(p)
+        return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()]
+
     def set_stochastic_bits(self, stochastic: bool) -> "RecurrentCodec":
         """Training's binarization: the paper's stochastic bits (True) or inference's sign (False), both with a
         straight-through gradient. Inference always takes the sign."""
@@ -301,6 +215,11 @@ class RecurrentCodec(nn.Module):
             for net in (encoder, decoder):
                 self._compiled[net] = torch.compile(net)
         return self
+
+    @property
+    def compiled(self) -> bool:
+        """Whether compile_training has run."""
+        return bool(self._compiled)
 
     def in_tail(self, t: int) -> bool:
         """Whether iteration t (from 0) is one of the linear tail's stages rather than a run of the networks."""
@@ -356,11 +275,11 @@ class RecurrentCodec(nn.Module):
         return (b if mask is None else b * mask), state
 
     def decode_step(self, b: torch.Tensor, x_hat: torch.Tensor | float, state: list[State] | None, t: int,
-                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[State]]:
+                    mask: torch.Tensor | None = None, tail: bool = True) -> tuple[torch.Tensor, list[State]]:
         """x̂_t = D_t(b_t)/g_t + x̂_{t-1} (one-shot models: D_t(b_t)); x̂_{t-1} kept where the block mask is 0.
         In the linear tail x̂_t = x̂_{t-1} + the stage's decode of b_t, and the decoder's state is the activity class
-        of every block of x̂ where the tail starts."""
-        if self.in_tail(t):
+        of every block of x̂ where the tail starts. tail=False: the networks decode every iteration."""
+        if tail and self.in_tail(t):
             if t == self.tail.start:
                 state = self.tail.classes(x_hat)
             new = x_hat + self.tail.decode(b, t, state)
@@ -387,88 +306,36 @@ class RecurrentCodec(nn.Module):
             r = x - x_hat                                                          # r_t = x − x̂_t
             yield b, x_hat
 
-    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, with_bits: bool = False,
-                grad_from: int = 0) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Training entry point (what DDP and torch.compile wrap): x̂_t for t = 1..iterations, and with_bits, also
-        b_t (for a rate term). stops (N x 1 x H/16 x W/16), when given: how many iterations each block receives
-        (adaptive bit rates). grad_from = k runs the first k iterations without gradients (the frozen blocks before
-        the one being trained) and returns only the reconstructions after them (the bits of all iterations)."""
+    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, grad_from: int = 0
+                ) -> CodecOutput:
+        """Training's entry point (what DDP and torch.compile wrap): the recurrence over `iterations` iterations
+        (CodecOutput). stops (N x 1 x H/16 x W/16), when given: how many iterations each block receives (adaptive
+        bit rates). grad_from = k runs the first k iterations without gradients (the frozen blocks before the one
+        being trained); their reconstructions are left out."""
         active = None if stops is None else (lambda t, _x_hat: (stops > t).to(x.dtype))
         steps = self.iterate(x, iterations, active)
         with torch.no_grad():
             frozen = [next(steps) for _ in range(grad_from)]
         bits, x_hats = zip(*frozen, *steps)
-        return (list(x_hats[grad_from:]), list(bits)) if with_bits else list(x_hats[grad_from:])
+        return CodecOutput(list(x_hats[grad_from:]), list(bits), grad_from)
 
-    def reconstruct(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None,
-                    every: bool = True, tail: bool = True) -> Iterator[torch.Tensor]:
-        """The decoder side alone: yields x̂_t for each bit plane b_t (N x bits x H/16 x W/16, zero in blocks a mask
-        leaves out), or with every=False only the last one; masks: the blocks active in each iteration (as
-        `iterate`'s `active` gave them), or None. tail=False decodes every plane with the networks (a file written
-        without the linear tail)."""
-        steps = list(zip(bits, masks if masks is not None else itertools.repeat(None)))
-        start = self.tail.start if tail and self.tail is not None else len(steps)
-        if len(steps) <= start:
-            yield from self._reconstruct_network(steps, every)
-            return
-        x_hat = None
-        for x_hat in self._reconstruct_network(steps[:start], every):
-            if every:
-                yield x_hat
-        classes = self.tail.classes(x_hat)
-        for t in range(start, len(steps)):
-            x_hat = x_hat + self.tail.decode(steps[t][0], t, classes)
-            if every or t + 1 == len(steps):
-                yield x_hat
+    def decode_reference(self, bits: Iterable[torch.Tensor], masks: Iterable[torch.Tensor | None] | None = None,
+                         tail: bool = True) -> Iterator[torch.Tensor]:
+        """The reference decoder: the recurrence as written, x̂_t = D_t(b_t)/g_t + x̂_{t-1}, one decode_step per
+        bit plane; yields x̂_t for each. What the fast decoder (nets/decoding.py) is tested against; both are chosen by
+        nets.decoding.reconstruct."""
+        x_hat, state = 0.0, None
+        for t, (b, mask) in enumerate(zip(bits, masks if masks is not None else itertools.repeat(None))):
+            x_hat, state = self.decode_step(b, x_hat, state, t, mask, tail)
+            yield x_hat
 
-    def _reconstruct_network(self, steps: list, every: bool) -> Iterator[torch.Tensor]:
-        """reconstruct's planes decoded by the networks: each block's sum (_reconstruct_block) added to the sums of
-        the blocks before it, which ended there."""
-        bounds = [b for b in (0, *self.config.blocks) if b < len(steps)] + [len(steps)]
-        base, state = None, [None]
-        for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-            x_hat = None
-            for t, out in self._reconstruct_block(self.all_networks()[k][2], steps[lo:hi], lo, state,
-                                                  lambda t: every or t + 1 == hi):
-                x_hat = out if base is None else base + out
-                if every or t + 1 == len(steps):
-                    yield x_hat
-            base = x_hat
 
-    def _reconstruct_block(self, decoder: Decoder, steps: list, first: int, state: list, want: Callable[[int], bool]
-                           ) -> Iterator[tuple[int, torch.Tensor]]:
-        """One block's planes (iterations first, first + 1, ...) decoded by its decoder, from the decoder states in
-        state[0] (left there for the next block): (t, the block's part of x̂_t) for each t that want(t) asks for.
+@dataclass
+class CodecOutput:
+    """What RecurrentCodec.forward returns: the reconstructions the distortion is measured on, the bits the rate
+    term prices (training.losses.RateDistortionLoss takes the two)."""
 
-        The decoder's output is linear in its features, so Σ_s D_s(b_s)/g_s is computed as conv_out's weights
-        times Σ_s features_s/g_s plus its bias times Σ_s 1/g_s (over the iterations each block received), by
-        Decoder.project: the same image as `iterate` builds, to float rounding, and the same on every thread count."""
-        acc, scale = 0.0, 0.0
-        if self.config.additive and all(mask is None for _, mask in steps):
-            # Σ_t h_t / g_t of the last cell's outputs before their depth-to-space (a permutation: the same sums),
-            # in fp32 and in place: at full resolution new tensors of this size are fresh memory from the kernel,
-            # and the three of an out-of-place sum took a third of a decode. A division, then an addition (not
-            # add_(alpha=): its vectorised loop fuses the multiply-add and its scalar tail does not, so the pixels
-            # would depend on how the threads split the tensor)
-            for t, (b, _) in enumerate(steps, start=first):
-                h, state[0] = self.step(decoder.hidden, b, state[0], t)
-                g = self.gain(t)
-                if t == first:
-                    acc = h.float() / g
-                    quotient = torch.empty_like(acc)
-                else:
-                    acc += torch.div(h if h.dtype == acc.dtype else quotient.copy_(h), g, out=quotient)
-                scale = scale + 1 / g
-                if want(t):
-                    yield t, decoder.project(depth_to_space(acc), scale)
-            return
-        for t, (b, mask) in enumerate(steps, start=first):   # adaptive files (block masks) and one-shot models
-            f, state[0] = self.step(decoder.features, b, state[0], t)
-            f, g = f.float(), self.gain(t)
-            new_acc, new_scale = (acc + f / g, scale + 1 / g) if self.config.additive else (f, 1.0)
-            if mask is None:
-                acc, scale = new_acc, new_scale
-            else:
-                acc, scale = keep_stopped(mask, new_acc, acc), keep_stopped(mask, torch.as_tensor(new_scale), scale)
-            if want(t):
-                yield t, decoder.project(acc, scale)
+    x_hats: list[torch.Tensor]   # x̂_t for t = first + 1..T, N x 3 x H x W in [-0.5, 0.5] (unclamped)
+    bits: list[torch.Tensor]     # b_t for t = 1..T, N x bits x H/16 x W/16 of ±1 (straight-through in training),
+                                 # 0 in blocks that received no bits (stops)
+    first: int = 0               # the iterations run without gradients and left out of x_hats (grad_from)

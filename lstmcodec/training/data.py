@@ -19,23 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-
-
-def list_images(folders: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if folder.is_file():
-            files.append(folder)
-            continue
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no such image folder: {folder}")
-        # regular files only: a FIFO (or a device) named *.png in a folder would block or never end a read
-        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no images found in {', '.join(map(str, folders))}")
-    return files
+from lstmcodec.io.files import IMAGE_SUFFIXES, list_images  # noqa: F401 (data.list_images: what the scripts train on)
 
 
 def split_holdout(files: Sequence[Path], every: int = 20) -> tuple[list[Path], list[Path]]:

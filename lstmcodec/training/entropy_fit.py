@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from lstmcodec.format import tables
-from lstmcodec.coding.codec import Codec, bits_to_plane, to_tensor
+from lstmcodec.coding.codec import Codec
+from lstmcodec.coding.tensors import bits_to_plane, to_tensor
 from lstmcodec.format.entropy import PlaneCoder
 from lstmcodec.io.imageio import open_image, prepare
 from lstmcodec.format.mixer import LOGIT_ONE, Mixer, logit_tables, mixer_inputs

@@ -46,7 +46,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from lstmcodec.format.entropy import BUCKETS, iteration_bucket
-from lstmcodec.evaluation.metrics import local_ms_ssim, ms_ssim_tensor
+from lstmcodec.metrics import local_ms_ssim, ms_ssim_tensor
 
 LOSSES = ("l1", "ssim-l1", "ms-ssim", "mix", "mse", "db-mix")
 Distortion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -137,8 +137,9 @@ class BitRate(nn.Module):
         self.previous = nn.Parameter(torch.zeros(BUCKETS, bits, bits))  # [group, channel, channel of the previous iteration]
         self.bias = nn.Parameter(torch.zeros(BUCKETS, bits))
         self.register_buffer("causal", torch.ones(bits, bits).tril(-1), persistent=False)
-        for p in self.parameters():
-            p.lr_scale = self.LR_SCALE  # read by runtime.fit
+
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": list(self.parameters()), "lr_scale": self.LR_SCALE}]
 
     def forward(self, planes: list[torch.Tensor]) -> torch.Tensor:
         """planes: b_t for t = 1..T, N x bits x h x w of ±1 (0 where a block received no bits in an adaptive
@@ -172,3 +173,33 @@ def rate_term(bits: torch.Tensor, count: torch.Tensor, form: str = "mean") -> to
         per_prefix = bits.cumsum(0) / count.cumsum(0).clamp(min=1)  # bits per raw bit of b_1..b_i
         return per_prefix.clamp(min=1e-3).log().mean()
     raise ValueError(f"unknown rate form {form!r} (one of {', '.join(RATE_FORMS)})")
+
+
+class RateDistortionLoss(nn.Module):
+    """The codec's training objective (after CompressAI's RateDistortionLoss): a distortion over the iterations'
+    reconstructions (over_iterations), plus rate_weight times the rate term of a BitRate model trained beside the
+    codec (its parameters are this module's: runtime.fit trains and checkpoints them with the model).
+
+        criterion = RateDistortionLoss(distortion("db-mix", 0.5), log=True, rate_weight=0.6, rate_form="log")
+        loss, logged = criterion(codec(x, 16), x)
+    """
+
+    def __init__(self, fn: Distortion, log: bool = False, rate_weight: float = 0.0, rate_form: str = "mean",
+                 bits: int = 32):
+        super().__init__()
+        if rate_form not in RATE_FORMS:
+            raise ValueError(f"unknown rate form {rate_form!r} (one of {', '.join(RATE_FORMS)})")
+        self.fn, self.log, self.rate_weight, self.rate_form = fn, log, rate_weight, rate_form
+        self.rate = BitRate(bits) if rate_weight else None
+
+    def parameter_groups(self) -> list[dict]:
+        return self.rate.parameter_groups() if self.rate is not None else []
+
+    def forward(self, output, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """output: the codec's CodecOutput for the crops x. Returns the loss and what to log."""
+        loss, logged = over_iterations(self.fn, x, output.x_hats, log=self.log)
+        if self.rate is None:
+            return loss, logged
+        bits, count = self.rate.per_iteration(output.bits)
+        rate = rate_term(bits, count, self.rate_form)
+        return loss + self.rate_weight * rate, {**logged, "bits_per_bit": rate_term(bits, count).detach()}

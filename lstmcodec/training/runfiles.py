@@ -6,25 +6,13 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from lstmcodec.io.files import atomic_save  # noqa: F401 (re-exported: runtime.atomic_save)
+
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from lstmcodec.training import data, losses, runtime
-from lstmcodec.evaluation import metrics
+from lstmcodec import metrics
 from lstmcodec.models import weights, zoo
 from lstmcodec.coding.codec import Codec
 from lstmcodec.errors import CodecError
-from lstmcodec.nets.recurrent import CodecConfig
+from lstmcodec.nets.config import CodecConfig
 from lstmcodec.nets.resize import centre_taps, resize_cells
 
 
@@ -31,31 +31,11 @@ class InitError(ValueError):
 # ----------------------------------------------------------------------------- codec runs
 
 
-class RateTrained(torch.nn.Module):
-    """The codec and the rate model that --rate-weight trains beside it (checkpoint keys codec.* and rate.*)."""
-
-    def __init__(self, codec: Codec):
-        super().__init__()
-        self.codec, self.rate = codec, losses.BitRate(codec.config.bits)
-
-    def forward(self, x: torch.Tensor, iterations: int, stops: torch.Tensor | None = None, grad_from: int = 0
-                ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """x̂_t for t = grad_from + 1..iterations, and each of those iterations' modelled bits and raw bits under the
-        rate model (Codec.forward)."""
-        x_hats, bits = self.codec(x, iterations, stops, with_bits=True, grad_from=grad_from)
-        return x_hats, self.rate.per_iteration(bits)
-
-
-def codec_of(model: torch.nn.Module) -> Codec:
-    """The codec inside a training model (itself, or the codec of a RateTrained)."""
-    return model.codec if isinstance(model, RateTrained) else model
-
-
-def validate_codec(net: torch.nn.Module, images: list[torch.Tensor], iterations: int) -> dict:
+def validate_codec(codec: Codec, images: list[torch.Tensor], iterations: int,
+                   criterion: losses.RateDistortionLoss | None = None) -> dict:
     """MS-SSIM and PSNR of held-back crops (3 x H x W uint8 each, all one size) at 1, 2, 4, 8 and 16 iterations, the
-    residual gains there, and with a rate model (RateTrained) its bits per raw bit over all the iterations."""
-    codec = codec_of(net)
-    x = torch.stack([data.to_unit(im) for im in images]).to(next(net.parameters()).device)
+    residual gains there, and with a criterion that has a rate model its bits per raw bit over all the iterations."""
+    x = torch.stack([data.to_unit(im) for im in images]).to(next(codec.parameters()).device)
     report, bits = {}, []
     for t, (b, x_hat) in enumerate(codec.iterate(x, iterations), start=1):
         bits.append(b)
@@ -65,8 +45,8 @@ def validate_codec(net: torch.nn.Module, images: list[torch.Tensor], iterations:
             report[f"psnr_i{t}"] = metrics.psnr(rec, ref)
             if codec.config.residual_gain:
                 report[f"gain_i{t}"] = float(codec.gain(t - 1))
-    if isinstance(net, RateTrained):
-        report["bits_per_bit"] = float(net.rate(bits))
+    if criterion is not None and criterion.rate is not None:
+        report["bits_per_bit"] = float(criterion.rate(bits))
     return report
 
 
@@ -211,23 +191,21 @@ def evaluated_net(task: str, name_or_path: str) -> "zoo.LoadedNet":
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, path: str | os.PathLike, name: str, task: str) -> str:
-    """Export a run's checkpoint (its EMA weights when it has them) as a weights file of `task`; a codec run with a
-    rate model exports the codec alone. Returns a line to log."""
-    from lstmcodec.nets import classify, denoise
+    """Export a run's checkpoint (its EMA weights when it has them) as a weights file of `task` (a codec run's rate
+    model is its criterion's, not the codec's). Returns a line to log."""
+    from lstmcodec import nets
 
-    ck = runtime.load_checkpoint(ckpt_path)
+    ck = runtime.upgrade_checkpoint(runtime.load_checkpoint(ckpt_path))
     state = ck["ema"] if ck.get("ema") is not None else ck["model"]
     train = {k: v for k, v in ck["fit"]["extra"].items() if k not in ("export", "export_only")}
     meta = {"steps": ck["step"], "elapsed_s": ck["elapsed"], "train": train}
     if task == "codec":
         codec = Codec(CodecConfig.from_dict(ck["meta"]["codec_config"]))
-        if any(key.startswith("codec.") for key in state):  # a --rate-weight run: its codec without the rate model
-            state = {key[len("codec."):]: v for key, v in state.items() if key.startswith("codec.")}
         codec.load_state_dict(state)
         fp = export_codec(codec, path, name, meta)
         return f"exported {path} from step {ck['step']} (fingerprint {fp.hex()})"
     arch, config = ck["meta"].get("arch") or ck["fit"]["extra"]["arch"], ck["meta"]["config"]
-    model = {"denoise": denoise.build, "classify": classify.build}[task](arch, config)
+    model = nets.build(task, arch, config)
     model.load_state_dict(state)
     weights.save(weights.net_blob(model, name, task, arch, config, meta), path)
     return f"exported {path} from step {ck['step']}"

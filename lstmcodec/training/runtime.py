@@ -1,10 +1,8 @@
-"""The CUDA-aware runtime shared by every training script.
-
-Device choice (cuda > mps > cpu), seeding, AMP (bf16 on CUDA), torchrun / DDP,
-atomic checkpoints with exact resume, CSV logging (mirrored to TensorBoard when
-the tensorboard package is installed) and progress, and the one
-training loop, `fit`. A script supplies three things: a model, a function that
-returns the batch for a given step, and a loss function.
+"""The CUDA-aware runtime shared by every training script: the one training loop, `fit`, with its learning-rate
+schedule, EMA, checkpoints with exact resume, logging and evaluation; device choice, seeding, AMP and torchrun / DDP
+come from devices.py, a run's files from runfiles.py (both re-exported here). A script supplies a model (with its
+`parameter_groups()` if it wants learning-rate multiples), a function that returns the batch for a given step, a
+loss function, and, where the loss has parameters of its own, the criterion that holds them.
 
 Exact resume: batches are a pure function of (seed, step) and the global RNG
 state is checkpointed, so a run stopped and resumed reproduces the same steps.
@@ -13,81 +11,17 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import random
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from lstmcodec.training.runfiles import CSVLog, RunLog, atomic_save, load_checkpoint, log  # noqa: F401 (the runtime's public names)
-
-# ----------------------------------------------------------------------------- devices
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu. Asking for an absent device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA device is available")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("MPS was requested but is not available")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def autocast(device: torch.device, enabled: bool, cpu: bool = False):
-    """bf16 autocast on CUDA when enabled, and on the CPU too when `cpu` is set; a no-op elsewhere.
-
-    On a CPU with native bf16 (AVX512-BF16 or AMX) this halves the time of a convolutional training
-    step; on one without, it is slower than fp32, hence opt-in there."""
-    if enabled and (device.type == "cuda" or (cpu and device.type == "cpu")):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-# ----------------------------------------------------------------------------- distributed
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str = "auto") -> tuple[Dist, torch.device]:
-    """Reads torchrun's environment; starts NCCL on CUDA or gloo on CPU when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    dist = Dist(int(os.environ.get("RANK", 0)), world, int(os.environ.get("LOCAL_RANK", 0)))
-    device = select_device(device_name)
-    if world > 1:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend=backend)
-    return dist, device
-
+from lstmcodec.devices import Dist, autocast, init_distributed, seed_everything, select_device  # noqa: F401
+from lstmcodec.training.runfiles import CSVLog, RunLog, atomic_save, load_checkpoint, log  # noqa: F401
+# (the runtime's public names: scripts use runtime.select_device, runtime.log, ...)
 
 # ----------------------------------------------------------------------------- the training loop
 
@@ -170,13 +104,88 @@ class FitResult:
     metrics: dict
 
 
-def param_groups(model: nn.Module) -> list[dict]:
-    """The optimizer's parameter groups: one per learning-rate multiplier that a parameter asks for through an
-    `lr_scale` attribute (1 when it has none), in the order the parameters first appear."""
-    groups: dict[float, list] = {}
-    for p in model.parameters():
-        groups.setdefault(float(getattr(p, "lr_scale", 1.0)), []).append(p)
-    return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()]
+def param_groups(*modules: nn.Module | None) -> list[dict]:
+    """The optimizer's parameter groups of the modules a run trains (the model, then its loss's own parameters): what
+    each one's `parameter_groups()` states (dicts of "params" and "lr_scale", the multiple of the schedule's learning
+    rate), or one group at the schedule's rate for a module without that method."""
+    groups = []
+    for m in modules:
+        if m is not None and any(True for _ in m.parameters()):
+            groups += m.parameter_groups() if hasattr(m, "parameter_groups") else [{"params": list(m.parameters()),
+                                                                                     "lr_scale": 1.0}]
+    return groups
+
+
+def make_optimizer(groups: list[dict], cfg: FitConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class Run:
+    """What a run's loop carries between steps, and its checkpoint: the model, its loss's own parameters (a
+    criterion with a learned part, or None), the EMA copy, the optimizer, where it is."""
+    model: nn.Module
+    criterion: nn.Module | None
+    ema: nn.Module | None
+    opt: torch.optim.Optimizer
+    path: Path
+    step: int = 0
+    elapsed: float = 0.0      # seconds of training (not evaluation) before this process started
+    t0: float = field(default_factory=time.time)
+
+    def parameters(self) -> list[nn.Parameter]:
+        """What the optimizer trains: the model's parameters and the criterion's."""
+        return [*self.model.parameters(), *(self.criterion.parameters() if self.criterion is not None else [])]
+
+    def seconds(self) -> float:
+        return self.elapsed + time.time() - self.t0
+
+    def save(self, fit: FitConfig, meta: dict | None, reached: bool = False) -> None:
+        atomic_save({"reached": reached,  # stopped at its target (a finished run, not an interrupted one)
+                     "model": self.model.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
+                     "criterion": None if self.criterion is None else self.criterion.state_dict(),
+                     "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.seconds(),
+                     "rng": torch.get_rng_state(), "fit": asdict(fit), "meta": meta or {}}, self.path)
+
+    def resume(self, groups: list[dict], seed: int, dist: Dist) -> None:
+        """Continue from the checkpoint at self.path: weights, EMA, optimizer, step, time and random state."""
+        ck = upgrade_checkpoint(load_checkpoint(self.path))
+        self.model.load_state_dict(ck["model"])
+        if self.criterion is not None and ck.get("criterion") is not None:
+            self.criterion.load_state_dict(ck["criterion"])
+        self.opt.load_state_dict(ck["optimizer"])
+        for g, built in zip(self.opt.param_groups, groups):  # the multipliers come from the model, not the checkpoint
+            g["lr_scale"] = built["lr_scale"]
+        if self.ema is not None and ck.get("ema") is not None:
+            self.ema.load_state_dict(ck["ema"])
+        self.step, self.elapsed = ck["step"], ck.get("elapsed", 0.0)
+        if dist.world_size == 1:
+            torch.set_rng_state(ck["rng"])
+        else:  # each rank's stream is re-derived from (seed, rank, step)
+            torch.manual_seed(seed + 7919 * dist.rank + 104729 * self.step)
+
+    def update_ema(self, decay: float) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
+                pe.lerp_(pm.detach(), 1 - decay)
+            for be, bm in zip(self.ema.buffers(), self.model.buffers()):  # batch-norm statistics: the model's own
+                be.copy_(bm)
+
+
+def upgrade_checkpoint(ck: dict) -> dict:
+    """A checkpoint in today's layout. Codec runs with a rate model once trained one module holding both
+    (keys codec.* and rate.*): the model is its codec.* part, the criterion its rate.* part."""
+    if any(k.startswith("codec.") for k in ck["model"]) and ck.get("criterion") is None:
+        def part(sd: dict | None, prefix: str) -> dict | None:
+            return None if sd is None else {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        ck = {**ck, "model": part(ck["model"], "codec."), "ema": part(ck.get("ema"), "codec."),
+              "criterion": {k: v for k, v in ck["model"].items() if k.startswith("rate.")}}
+    return ck
 
 
 def fit(
@@ -187,133 +196,133 @@ def fit(
     evaluate: Callable[[nn.Module, int], dict] | None = None,
     meta: dict | None = None,
     stop: Callable[[dict], bool] | None = None,
+    criterion: nn.Module | None = None,
 ) -> FitResult:
     """Train `model` for cfg.steps steps, resuming from cfg.out_dir/last.pt when it exists.
 
     batch_fn(step) returns the batch of a step (tensors or tuples of tensors, on the CPU);
-    loss_fn(model, batch) returns (loss, metrics to log). `meta` is saved in every checkpoint.
+    loss_fn(model, batch) returns (loss, metrics to log). A criterion with parameters of its own (a learned rate
+    model) is trained and checkpointed with the model. `meta` is saved in every checkpoint.
     evaluate(model, step) returns metrics, logged with the elapsed training time; when stop(metrics) is
     true the run ends there (a target reached), with a checkpoint.
     """
     dist, device = init_distributed(cfg.device)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "last.pt"
     seed_everything(cfg.seed + dist.rank)
-
-    model.to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
-    groups = param_groups(model)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                              weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        for g, built in zip(opt.param_groups, groups):  # the multipliers come from the model, not the checkpoint
-            g["lr_scale"] = built["lr_scale"]
-        if ema is not None and ck.get("ema") is not None:
-            ema.load_state_dict(ck["ema"])
-        start, elapsed = ck["step"], ck.get("elapsed", 0.0)
-        if dist.world_size == 1:
-            torch.set_rng_state(ck["rng"])
-        else:  # each rank's stream is re-derived from (seed, rank, step)
-            torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * start)
+    run, groups = _start(model, criterion, cfg, device)
+    if run.path.exists():
+        run.resume(groups, cfg.seed, dist)
         if dist.main:
-            log(f"resumed from {ckpt_path} at step {start}")
-
-    train_model: nn.Module = model
-    if dist.world_size > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-
-    def save(step: int, reached: bool = False) -> None:
-        if dist.main:
-            atomic_save({"reached": reached,  # stopped at its target (a finished run, not an interrupted one)
-                "model": model.state_dict(), "ema": None if ema is None else ema.state_dict(),
-                "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed + time.time() - t0,
-                "rng": torch.get_rng_state(), "fit": asdict(cfg), "meta": meta or {},
-            }, ckpt_path)
-
-    logger = RunLog(out) if dist.main else None
-    t0 = last_ckpt = last_log = time.time()
-    step = last_log_step = start
-    finished = True
+            log(f"resumed from {run.path} at step {run.step}")
+    train_model = _wrap(model, cfg, dist, device)
+    logger = RunLog(run.path.parent) if dist.main else None
+    run.t0, clock = time.time(), _Clock(run.step)
+    finished, metrics, results = True, {}, None
     model.train()
-    metrics: dict = {}
-    results: dict | None = None
-    if evaluate is not None and cfg.eval_at_start and start == 0:
-        _run_eval(evaluate, ema or model, 0, logger, dist, 0.0)
+    if evaluate is not None and cfg.eval_at_start and run.step == 0:
+        _run_eval(evaluate, run.ema or model, 0, logger, dist, 0.0)
         model.train()
-        t0 = last_log = time.time()
-    while step < cfg.steps:
-        lr = learning_rate(cfg, step, elapsed + time.time() - t0)
-        for g in opt.param_groups:
+        run.t0 = clock.last_log = time.time()
+    while run.step < cfg.steps:
+        lr = learning_rate(cfg, run.step, run.seconds())
+        for g in run.opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
-        batch = _to_device(batch_fn(step * dist.world_size + dist.rank), device)
+        batch = _to_device(batch_fn(run.step * dist.world_size + dist.rank), device)
         with autocast(device, cfg.amp, cpu=cfg.cpu_amp):
             loss, metrics = loss_fn(train_model, batch)
-        opt.zero_grad(set_to_none=True)
+        run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        if ema is not None:
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm.detach(), 1 - cfg.ema)
-                for be, bm in zip(ema.buffers(), model.buffers()):  # batch-norm statistics: the model's own
-                    be.copy_(bm)
-        step += 1
+            nn.utils.clip_grad_norm_(run.parameters(), cfg.clip)
+        run.opt.step()
+        run.update_ema(cfg.ema)
+        run.step += 1
 
-        if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
-            now = time.time()
-            sps = (now - last_log) / max(1, step - last_log_step)
-            last_log, last_log_step = now, step
-            row = {"step": step, "lr": lr, "loss": float(loss.detach()), "s_per_step": sps,
-                   "elapsed_s": elapsed + now - t0, **{k: float(v) for k, v in metrics.items()}}
-            logger.write(row)
-            eta = sps * (cfg.steps - step)
-            log(f"step {step}/{cfg.steps} loss {float(loss.detach()):.4f} lr {lr:.2e} {sps:.2f}s/step eta {eta/60:.0f}min")
+        if dist.main and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
+            clock.log_step(logger, run, cfg, lr, loss, metrics)
         results = None
-        if evaluate is not None and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-            t_eval = time.time()
-            results = _run_eval(evaluate, ema or model, step, logger, dist, elapsed + t_eval - t0)
-            t0 += time.time() - t_eval  # `elapsed` counts training time, not evaluation
-            last_log += time.time() - t_eval
+        if evaluate is not None and cfg.eval_every and (run.step % cfg.eval_every == 0 or run.step == cfg.steps):
+            results = clock.evaluate(evaluate, run, logger, dist)
             model.train()
         reached = _agree(stop is not None and results is not None and dist.main and stop(results), dist, device)
-        reached = reached or 0 < cfg.stop_at <= step
-        over_time = _agree(bool(cfg.time_limit_s) and (elapsed + time.time() - t0) >= cfg.time_limit_s, dist, device)
-        due = _agree(time.time() - last_ckpt >= cfg.checkpoint_every_s, dist, device)
-        if due or step == cfg.steps or over_time or reached:
-            save(step, reached)
-            last_ckpt = time.time()
-        if reached:
+        reached = reached or 0 < cfg.stop_at <= run.step
+        over_time = _agree(bool(cfg.time_limit_s) and run.seconds() >= cfg.time_limit_s, dist, device)
+        if _agree(time.time() - clock.last_ckpt >= cfg.checkpoint_every_s, dist, device) \
+                or run.step == cfg.steps or over_time or reached:
             if dist.main:
-                log(f"target reached at step {step}" if step != cfg.stop_at else f"stopped at step {step} (--stop-at)")
+                run.save(cfg, meta, reached)
+            clock.last_ckpt = time.time()
+        if reached or (over_time and run.step < cfg.steps):
+            finished = _ended(run, cfg, reached, dist)
             break
-        if over_time and step < cfg.steps:
-            if dist.main:
-                log(f"time limit reached at step {step}; checkpoint saved to {ckpt_path}")
-            finished = cfg.schedule_over == "time"  # a run planned in time has reached its planned end
-            break
+    return _finish(run, evaluate, results, metrics, finished, logger, dist)
 
-    final = ema or model
+
+def _start(model: nn.Module, criterion: nn.Module | None, cfg: FitConfig, device: torch.device
+           ) -> tuple[Run, list[dict]]:
+    """A new run's state on `device`: the EMA copy, the optimizer of the model's and the criterion's groups."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    if criterion is not None:
+        criterion.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
+    groups = param_groups(model, criterion)
+    return Run(model, criterion, ema, make_optimizer(groups, cfg), out / "last.pt"), groups
+
+
+def _wrap(model: nn.Module, cfg: FitConfig, dist: Dist, device: torch.device) -> nn.Module:
+    """What the loss function is given: the model, under DDP on several ranks, compiled with cfg.compile."""
+    if dist.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if cfg.compile else model
+
+
+def _ended(run: Run, cfg: FitConfig, reached: bool, dist: Dist) -> bool:
+    """Says why the loop ends early (a target, --stop-at, the time limit); whether the run counts as finished."""
+    if dist.main:
+        if reached:
+            log(f"target reached at step {run.step}" if run.step != cfg.stop_at else f"stopped at step {run.step} (--stop-at)")
+        else:
+            log(f"time limit reached at step {run.step}; checkpoint saved to {run.path}")
+    return reached or cfg.schedule_over == "time"  # a run planned in time has reached its planned end
+
+
+def _finish(run: Run, evaluate, results: dict | None, metrics: dict, finished: bool, logger, dist: Dist) -> FitResult:
+    final = run.ema or run.model
     final.eval()
     if results is None:
         results = dict(metrics)
         if evaluate is not None and finished:
-            results = _run_eval(evaluate, final, step, logger, dist, elapsed + time.time() - t0)
+            results = _run_eval(evaluate, final, run.step, logger, dist, run.seconds())
     if dist.world_size > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return FitResult(final, step, finished, results)
+    return FitResult(final, run.step, finished, results)
+
+
+class _Clock:
+    """The loop's times: of the last progress line and checkpoint; evaluation's time is not training's."""
+
+    def __init__(self, step: int):
+        self.last_log = self.last_ckpt = time.time()
+        self.last_step = step
+
+    def log_step(self, logger: RunLog, run: Run, cfg: FitConfig, lr: float, loss: torch.Tensor, metrics: dict) -> None:
+        now = time.time()
+        sps = (now - self.last_log) / max(1, run.step - self.last_step)
+        self.last_log, self.last_step = now, run.step
+        value = float(loss.detach())
+        logger.write({"step": run.step, "lr": lr, "loss": value, "s_per_step": sps, "elapsed_s": run.seconds(),
+                      **{k: float(v) for k, v in metrics.items()}})
+        log(f"step {run.step}/{cfg.steps} loss {value:.4f} lr {lr:.2e} {sps:.2f}s/step "
+            f"eta {sps * (cfg.steps - run.step) / 60:.0f}min")
+
+    def evaluate(self, evaluate, run: Run, logger: RunLog | None, dist: Dist) -> dict:
+        t = time.time()
+        results = _run_eval(evaluate, run.ema or run.model, run.step, logger, dist, run.seconds())
+        run.t0 += time.time() - t   # `elapsed` counts training time, not evaluation
+        self.last_log += time.time() - t
+        return results
 
 
 def _agree(flag: bool, dist: Dist, device: torch.device) -> bool:

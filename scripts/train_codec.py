@@ -72,22 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the loss and rate count iterations T+1.. only, and the later blocks are frozen too")
     p.add_argument("--short-iterations", type=int, default=0, help="unroll only this many iterations during the first --short-fraction of the steps")
     p.add_argument("--short-fraction", type=float, default=0.5)
-    p.add_argument("--loss", choices=losses.LOSSES, default="l1", help="distortion averaged over the unrolled iterations "
-                   "(lstmcodec/training/losses.py)")
-    p.add_argument("--log-distortion", action="store_true", help="average log(distortion) over the iterations instead "
-                   "of the distortion: late iterations weigh as much as early ones on a log (dB) scale")
     p.add_argument("--sign-bits", action="store_true", help="binarize with inference's sign in training too (straight-"
                    "through gradient) instead of the paper's stochastic bits: no train / test mismatch in what the decoder sees")
-    p.add_argument("--rate-weight", type=float, default=0.0, metavar="LAMBDA", help="add LAMBDA times the bits per "
-                   "raw bit of a logistic model of the bits fitted beside the codec (losses.BitRate): train for bits the "
-                   "entropy coder predicts well, not only for distortion (0: off)")
-    p.add_argument("--rate-form", choices=losses.RATE_FORMS, default="mean", help="--rate-weight prices the mean bits "
-                   "per raw bit over all iterations (mean), or ln(bits per raw bit) averaged over the prefixes 1..T, the "
-                   "scale and prefixes of --log-distortion (log; LAMBDA is then the slope d ln D / d ln R traded)")
-    p.add_argument("--ms-ssim-both-phases", action="store_true",
-                   help="the loss's MS-SSIM averaged over the crop and the crop one pixel in: the 2x downsampling at "
-                        "both phases against the decoder's 2x2 cells (losses.ms_ssim_loss_both_phases)")
-    p.add_argument("--mix-alpha", type=float, default=0.84, help="--loss mix: weight of 1 - MS-SSIM (the rest: L1); --loss db-mix: its exponent (the rest: MSE's)")
+    losses.add_objective_arguments(p)
     p.add_argument("--adaptive-fraction", type=float, default=0.0,
                    help="fraction of the crops whose 32x32 tiles stop at random iterations, as in the encoder's "
                         "spatially adaptive mode (the decoder learns zero bits next to live ones)")
@@ -149,8 +136,7 @@ def main(argv=None) -> int:
         x = batches(step)
         return (x.contiguous(memory_format=torch.channels_last) if args.channels_last else x), t
 
-    criterion = losses.RateDistortionLoss(losses.distortion(args.loss, args.mix_alpha, args.ms_ssim_both_phases),
-                                          args.log_distortion, args.rate_weight, args.rate_form, config.bits)
+    criterion = losses.criterion(args, config.bits)
     def loss_with_t(net, batch):
         if args.compile and not model.compiled:   # each encoder and decoder step compiled once, at the first step:
             model.compile_training()              # after runtime.fit's EMA copy, which stays eager

@@ -203,3 +203,32 @@ class RateDistortionLoss(nn.Module):
         bits, count = self.rate.per_iteration(output.bits)
         rate = rate_term(bits, count, self.rate_form)
         return loss + self.rate_weight * rate, {**logged, "bits_per_bit": rate_term(bits, count).detach()}
+
+
+def add_objective_arguments(p) -> None:
+    """The codec's training objective on a training script's command line (argparse); criterion() builds it."""
+    helps = {
+        "loss": "distortion averaged over the unrolled iterations (lstmcodec/training/losses.py's docstring)",
+        "log-distortion": "average log(distortion) over the iterations instead of the distortion: late iterations "
+                          "weigh as much as early ones on a log (dB) scale",
+        "rate-weight": "add LAMBDA times the bits per raw bit of a logistic model of the bits fitted beside the codec "
+                       "(BitRate): train for bits the entropy coder predicts well, not only for distortion (0: off)",
+        "rate-form": "--rate-weight prices the mean bits per raw bit over all iterations (mean), or ln(bits per raw "
+                     "bit) averaged over the prefixes 1..T, the scale and prefixes of --log-distortion (log; LAMBDA is "
+                     "then the slope d ln D / d ln R traded)",
+        "ms-ssim-both-phases": "the loss's MS-SSIM averaged over the crop and the crop one pixel in: the 2x "
+                               "downsampling at both phases against the decoder's 2x2 cells (ms_ssim_loss_both_phases)",
+        "mix-alpha": "--loss mix: weight of 1 - MS-SSIM (the rest: L1); --loss db-mix: its exponent (the rest: MSE's)",
+    }
+    kinds = {"loss": dict(choices=LOSSES, default="l1"), "log-distortion": dict(action="store_true"),
+             "rate-weight": dict(type=float, default=0.0, metavar="LAMBDA"),
+             "rate-form": dict(choices=RATE_FORMS, default="mean"), "ms-ssim-both-phases": dict(action="store_true"),
+             "mix-alpha": dict(type=float, default=0.84)}
+    for name, text in helps.items():
+        p.add_argument(f"--{name}", help=text, **kinds[name])
+
+
+def criterion(args, bits: int = 32) -> RateDistortionLoss:
+    """The RateDistortionLoss that add_objective_arguments' options describe."""
+    return RateDistortionLoss(distortion(args.loss, args.mix_alpha, args.ms_ssim_both_phases), args.log_distortion,
+                              args.rate_weight, args.rate_form, bits)

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         blob = weights.read(path, "codec")
     except (CodecError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-    codec.tail = None   # the residuals of the networks alone
+    codec.set_tail(None)   # the residuals of the networks alone
     train, held = data.split_holdout(data.list_images(args.data))
     if args.images:
         train = train[::max(1, len(train) // args.images)][:args.images]

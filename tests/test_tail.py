@@ -29,7 +29,7 @@ def bundled(name: str = "fast", tail: LinearTail | None = None) -> Codec:
     """A fresh copy of a bundled codec (not the cached one), with `tail` in place of its own."""
     path, _ = zoo.resolve("codec", name)
     codec = Codec.from_weights(path, weights.read(path, "codec")).for_inference("cpu", "fp32")
-    codec.tail = tail
+    codec.set_tail(tail)
     codec._fingerprint = codec._network_fingerprint = None   # recomputed with this tail
     return codec
 

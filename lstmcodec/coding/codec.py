@@ -61,7 +61,7 @@ class Codec(RecurrentCodec):
             raise ValueError(f"{path}: bad model configuration ({e})") from None
         codec = weights.build(path, blob, lambda: cls(config, blob["name"]))
         codec.prior, codec.mixer = weights.entropy_model(path, blob, config.bits)
-        codec.tail = weights.tail_model(path, blob, config.bits)
+        codec.set_tail(weights.tail_model(path, blob, config.bits))
         codec.meta, codec._fingerprint = blob.get("meta", {}), weights.codec_fingerprint(blob)
         codec._network_fingerprint = weights.codec_fingerprint(blob, tail=False)
         return codec

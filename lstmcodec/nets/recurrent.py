@@ -221,6 +221,12 @@ class RecurrentCodec(nn.Module):
         """Whether compile_training has run."""
         return bool(self._compiled)
 
+    def set_tail(self, tail: LinearTail | None) -> "RecurrentCodec":
+        """The linear stages that run the iterations from tail.start on (a weights file's), or None: the networks run
+        every iteration."""
+        self.tail = tail
+        return self
+
     def in_tail(self, t: int) -> bool:
         """Whether iteration t (from 0) is one of the linear tail's stages rather than a run of the networks."""
         return self.tail is not None and self.tail.covers(t)

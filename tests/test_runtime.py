@@ -231,6 +231,18 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert ck["step"] == 2
 
 
+def test_two_process_ddp_trains_the_rate_model_on_both_ranks(tmp_path):
+    """--rate-weight under DDP: the criterion's gradients are averaged over the ranks (the model's by DDP), and
+    its trained rate model is checkpointed."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29572",
+           str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(tmp_path / "ddp"), "--steps", "2", *TINY,
+           "--sign-bits", "--rate-weight", "0.5"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    assert ck["step"] == 2 and not torch.equal(ck["criterion"]["rate.bias"], torch.zeros_like(ck["criterion"]["rate.bias"]))
+
+
 def test_learning_rate_schedules():
     cfg = runtime.FitConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
     assert runtime.learning_rate(cfg, 0) == 0.1 and runtime.learning_rate(cfg, 9) == 1.0

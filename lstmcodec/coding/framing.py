@@ -13,7 +13,6 @@ from lstmcodec.format import tiling
 from lstmcodec.coding.tensors import check_iterations
 from lstmcodec.errors import CodecError
 from lstmcodec.format import container
-from lstmcodec.format.entropy import PlaneCoder
 from lstmcodec.format.itermap import decode_map, map_masks
 from lstmcodec.geometry import BLOCK, blocks, padded
 from lstmcodec.io.files import read_file
@@ -74,7 +73,7 @@ def read(codec, data: bytes | str | os.PathLike, iterations: int | None = None) 
     if f.iteration_map is not None:
         counts, tile = decode_map(f.iteration_map, grid)
         masks = map_masks(counts, tile, grid, n)
-    coder = PlaneCoder(codec.prior, codec.config.bits, codec.mixer)
+    coder = codec.plane_coder()
     planes = []
     for payload, mask in zip(f.iterations[:n], masks):
         coded = shape[0] * (shape[1] * shape[2] if mask is None else int(mask.sum()))

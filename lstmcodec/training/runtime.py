@@ -167,6 +167,14 @@ class Run:
         else:  # each rank's stream is re-derived from (seed, rank, step)
             torch.manual_seed(seed + 7919 * dist.rank + 104729 * self.step)
 
+    def average_criterion_grads(self, dist: Dist) -> None:
+        """On several ranks, the criterion's gradients averaged over them (DDP does it for the model's)."""
+        if dist.world_size > 1 and self.criterion is not None:
+            for p in self.criterion.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= dist.world_size
+
     def update_ema(self, decay: float) -> None:
         if self.ema is None:
             return
@@ -231,6 +239,7 @@ def fit(
             loss, metrics = loss_fn(train_model, batch)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
+        run.average_criterion_grads(dist)
         if cfg.clip > 0:
             nn.utils.clip_grad_norm_(run.parameters(), cfg.clip)
         run.opt.step()

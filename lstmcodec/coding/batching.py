@@ -11,9 +11,8 @@ from PIL import Image
 
 from lstmcodec.format import tiling
 from lstmcodec.coding.framing import EncodeResult
-from lstmcodec.coding.tensors import check_iterations
+from lstmcodec.coding.tensors import check_iteration_count
 from lstmcodec.errors import CodecError
-from lstmcodec.format import container
 from lstmcodec.geometry import padded
 from lstmcodec.io.imageio import SourceImage, open_image, prepare
 
@@ -63,8 +62,7 @@ def encode_sources(codec, sources: list[SourceImage], iterations: int = 8, batch
                    ) -> list[EncodeResult]:
     """compress_many() of prepared images, with each one's notices. Images large enough to be tiled are coded
     one at a time (Codec.encode_source)."""
-    if not 1 <= check_iterations(iterations) <= container.MAX_ITERATIONS:
-        raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+    check_iteration_count(iterations)
     batch = batch_size(codec, batch)
     results: list[EncodeResult | None] = [None] * len(sources)
     for group in groups(sources, batch, lambda s: s.rgb.shape[:2]):

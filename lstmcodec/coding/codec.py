@@ -26,10 +26,9 @@ from PIL import Image
 from lstmcodec.coding import framing, large
 from lstmcodec.format import tiling
 from lstmcodec.coding.framing import Decoded, EncodeResult
-from lstmcodec.coding.tensors import (check_iterations, check_size, mask_tensor, memory_guard, plane_to_bits, to_rgb,
-                                      to_tensor)
+from lstmcodec.coding.tensors import (check_iteration_count, check_size, mask_tensor, memory_guard, plane_to_bits,
+                                      to_rgb, to_tensor)
 from lstmcodec.errors import CodecError
-from lstmcodec.format import container
 from lstmcodec.format.entropy import PlaneCoder
 from lstmcodec.format.itermap import encode_map
 from lstmcodec.format.mixer import Mixer
@@ -116,8 +115,7 @@ class Codec(RecurrentCodec):
                       on_iteration: Callable[[int], None] | None = None) -> EncodeResult:
         """compress() of a prepared image, with the notices a user should see (lossy conversions, iterations beyond
         the trained count)."""
-        if not 1 <= check_iterations(iterations) <= container.MAX_ITERATIONS:
-            raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+        check_iteration_count(iterations)
         h, w = src.rgb.shape[:2]
         check_size(w, h)
         try:

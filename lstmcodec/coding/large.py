@@ -34,7 +34,7 @@ def decode_tiles(codec, planes: list[np.ndarray], plan: tiling.Tiling, height: i
     canvas = torch.zeros(1, 3, ph, pw, device=codec.device)
     for tile in plan.tiles(ph, pw):
         for x_hat in reconstruct(codec, (plane_to_bits(p[:, tile.rows, tile.cols], codec.device) for p in planes),
-                                      every=False, tail=tail):
+                                 every=False, tail=tail):
             pass
         canvas[:, :, tile.y0:tile.y1, tile.x0:tile.x1] += x_hat * torch.from_numpy(tile.weights).to(codec.device)
         del x_hat

@@ -73,6 +73,13 @@ def check_iterations(n) -> int:
     return int(n)
 
 
+def check_iteration_count(n) -> int:
+    """An iteration count to encode: a whole number (check_iterations) in 1..container.MAX_ITERATIONS."""
+    if not 1 <= check_iterations(n) <= container.MAX_ITERATIONS:
+        raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+    return int(n)
+
+
 def check_size(width: int, height: int) -> None:
     """Refuses an image over the pixel cap (container.MAX_PIXELS, counted after padding to whole blocks)."""
     if padded(width) * padded(height) > container.MAX_PIXELS:

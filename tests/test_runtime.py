@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
 import types
 import sys
@@ -50,6 +51,29 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     for k in a["ema"]:
         assert torch.equal(a["ema"][k], b["ema"][k]), k
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_to_resume(tmp_path):
+    """A run told to stop (SIGTERM, as a job scheduler or `kill` sends; Ctrl-C alike) finishes its step, saves and
+    exits cleanly without exporting; run again, it resumes from that step."""
+    out, export = tmp_path / "run", tmp_path / "w.pt"
+    proc = subprocess.Popen([sys.executable, str(TRAIN), str(ROOT / "tests" / "data"), "--out", str(out),
+                             "--steps", "100000", "--export", str(export), *TINY], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("step 2/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0, rest
+    finally:
+        proc.kill()
+    step = torch.load(out / "last.pt", weights_only=False)["step"]
+    assert f"stopped by SIGTERM at step {step}; checkpoint saved" in rest
+    assert step >= 2 and not export.exists()
+    r = _train(out, step + 1)
+    assert r.returncode == 0 and f"resumed from {out / 'last.pt'} at step {step}" in r.stderr, r.stderr
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == step + 1
 
 
 def test_export_gives_a_loadable_codec(tmp_path):

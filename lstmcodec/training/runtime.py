@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,7 +214,8 @@ def fit(
     loss_fn(model, batch) returns (loss, metrics to log). A criterion with parameters of its own (a learned rate
     model) is trained and checkpointed with the model. `meta` is saved in every checkpoint.
     evaluate(model, step) returns metrics, logged with the elapsed training time; when stop(metrics) is
-    true the run ends there (a target reached), with a checkpoint.
+    true the run ends there (a target reached), with a checkpoint. SIGTERM or Ctrl-C ends the run after the step in
+    progress, with a checkpoint to resume from (a second one stops it at once).
     """
     dist, device = init_distributed(cfg.device)
     seed_everything(cfg.seed + dist.rank)
@@ -230,39 +233,47 @@ def fit(
         _run_eval(evaluate, run.ema or model, 0, logger, dist, 0.0)
         model.train()
         run.t0 = clock.last_log = time.time()
-    while run.step < cfg.steps:
-        lr = learning_rate(cfg, run.step, run.seconds())
-        for g in run.opt.param_groups:
-            g["lr"] = lr * g["lr_scale"]
-        batch = _to_device(batch_fn(run.step * dist.world_size + dist.rank), device)
-        with autocast(device, cfg.amp, cpu=cfg.cpu_amp):
-            loss, metrics = loss_fn(train_model, batch)
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        run.average_criterion_grads(dist)
-        if cfg.clip > 0:
-            nn.utils.clip_grad_norm_(run.parameters(), cfg.clip)
-        run.opt.step()
-        run.update_ema(cfg.ema)
-        run.step += 1
+    with _StopRequest() as interrupt:
+        while run.step < cfg.steps:
+            lr = learning_rate(cfg, run.step, run.seconds())
+            for g in run.opt.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+            batch = _to_device(batch_fn(run.step * dist.world_size + dist.rank), device)
+            with autocast(device, cfg.amp, cpu=cfg.cpu_amp):
+                loss, metrics = loss_fn(train_model, batch)
+            run.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            run.average_criterion_grads(dist)
+            if cfg.clip > 0:
+                nn.utils.clip_grad_norm_(run.parameters(), cfg.clip)
+            run.opt.step()
+            run.update_ema(cfg.ema)
+            run.step += 1
 
-        if dist.main and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
-            clock.log_step(logger, run, cfg, lr, loss, metrics)
-        results = None
-        if evaluate is not None and cfg.eval_every and (run.step % cfg.eval_every == 0 or run.step == cfg.steps):
-            results = clock.evaluate(evaluate, run, logger, dist)
-            model.train()
-        reached = _agree(stop is not None and results is not None and dist.main and stop(results), dist, device)
-        reached = reached or 0 < cfg.stop_at <= run.step
-        over_time = _agree(bool(cfg.time_limit_s) and run.seconds() >= cfg.time_limit_s, dist, device)
-        if _agree(time.time() - clock.last_ckpt >= cfg.checkpoint_every_s, dist, device) \
-                or run.step == cfg.steps or over_time or reached:
-            if dist.main:
-                run.save(cfg, meta, reached)
-            clock.last_ckpt = time.time()
-        if reached or (over_time and run.step < cfg.steps):
-            finished = _ended(run, cfg, reached, dist)
-            break
+            if dist.main and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
+                clock.log_step(logger, run, cfg, lr, loss, metrics)
+            results = None
+            if evaluate is not None and cfg.eval_every and (run.step % cfg.eval_every == 0 or run.step == cfg.steps):
+                results = clock.evaluate(evaluate, run, logger, dist)
+                model.train()
+            reached = _agree(stop is not None and results is not None and dist.main and stop(results), dist, device)
+            reached = reached or 0 < cfg.stop_at <= run.step
+            over_time = _agree(bool(cfg.time_limit_s) and run.seconds() >= cfg.time_limit_s, dist, device)
+            halted = _agree(interrupt.requested is not None, dist, device)
+            if _agree(time.time() - clock.last_ckpt >= cfg.checkpoint_every_s, dist, device) \
+                    or run.step == cfg.steps or over_time or reached or halted:
+                if dist.main:
+                    run.save(cfg, meta, reached)
+                clock.last_ckpt = time.time()
+            if halted and run.step < cfg.steps and not reached:
+                if dist.main:
+                    log(f"stopped by {interrupt.requested} at step {run.step}; checkpoint saved to {run.path} "
+                        "(run again to resume)")
+                finished = False
+                break
+            if reached or (over_time and run.step < cfg.steps):
+                finished = _ended(run, cfg, reached, dist)
+                break
     return _finish(run, evaluate, results, metrics, finished, logger, dist)
 
 
@@ -307,6 +318,35 @@ def _finish(run: Run, evaluate, results: dict | None, metrics: dict, finished: b
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return FitResult(final, run.step, finished, results)
+
+
+class _StopRequest:
+    """While the loop runs: SIGTERM and SIGINT (Ctrl-C) ask it to stop after the step in progress, with a checkpoint;
+    `requested` names the signal. The first one puts the previous handlers back, so a second one stops at once.
+    Signals are left alone outside the main thread, where Python cannot install handlers."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested = signal.Signals(signum).name
+        self._restore()
+
+    def _restore(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
 
 
 class _Clock:

@@ -52,6 +52,22 @@ def test_stopped_tiles_cost_no_bits(adaptive, houses):
     assert len(res.data) < len(uniform.data)
 
 
+def test_the_linear_tail_sends_its_stages_only_where_they_pay_inside_live_tiles(houses):
+    """At a target past the networks' 12 iterations, the tail's stages go to the blocks of live tiles that they rid of
+    enough error (as a plain encode sends them): the map is then per block, and the file no larger than what plain
+    rate control writes for the same target."""
+    codec, src, target = load_codec(), prepare(Image.fromarray(houses)), 0.984
+    res, run = adaptive_mode.encode_adaptive(codec, src, target, max_iterations=16)
+    plain, chosen = ratecontrol.encode_to_target(codec, src, ratecontrol.RateTarget(quality=target), 16)
+    assert chosen > codec.tail.start and len(res.data) < len(plain.data)
+    assert ms_ssim(np.asarray(lstmcodec.decode(res.data)), houses) >= target
+    assert run.tile == 1 and lstmcodec.info(res.data).tile == 16
+    live = [int(m.sum()) for m in run.masks]
+    assert all(a >= b for a, b in zip(live, live[1:]))
+    stages = live[codec.tail.start:]
+    assert stages and stages[-1] < live[codec.tail.start - 1]   # some blocks of live tiles refused a stage
+
+
 def test_uniform_winner_is_a_plain_file(parrots):
     """When every tile needs the same count (parrots at 0.9), the result is the uniform file itself, no map."""
     src = prepare(Image.fromarray(parrots))

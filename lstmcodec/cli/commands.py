@@ -11,6 +11,7 @@ from lstmcodec.cli.cliio import Batched, note, plan_outputs, read_input, run_bat
 from lstmcodec.cli.options import (Finite, batch_option, checked_output, cli, device_option, image_format, parse_tiles,
                                    precision_option)
 from lstmcodec.errors import CodecError
+from lstmcodec.geometry import BLOCK
 from lstmcodec.io.files import read_file
 from lstmcodec.io.imageio import encode_image_bytes, format_for, open_image, prepare
 from lstmcodec.models.zoo import DEFAULT_CODEC, DEFAULT_DENOISER
@@ -105,7 +106,7 @@ def encode(inputs, output, out_dir, iterations, bpp, size, quality, adaptive_mod
             if run.counts.min() == run.counts.max():
                 note(f"{inp}: uniform iterations were the smallest file: every tile gets {chosen}", quiet)
             else:
-                note(f"{inp}: tiles of {tile} px get {run.counts.min()} to {run.counts.max()} iterations "
+                note(f"{inp}: tiles of {run.tile * BLOCK} px get {run.counts.min()} to {run.counts.max()} iterations "
                       f"(mean {run.counts.mean():.2f})", quiet)
         elif target is None:
             res, chosen = api.encode_image(src, max_iterations, model, device, tiles), max_iterations

@@ -26,6 +26,7 @@ from lstmcodec.geometry import BLOCK, ceil_div
 from lstmcodec.io.imageio import SourceImage
 from lstmcodec.format.itermap import MAP_TILES, block_counts, encode_map
 from lstmcodec.metrics import local_ms_ssim, ms_ssim
+from lstmcodec.nets.tail import Gate
 
 TILE = 32                      # default tile side in pixels
 MIN_GAIN_RANGE = (1e-4, 0.1)   # the bisection's bounds on the minimum gain of an iteration (MS-SSIM)
@@ -44,7 +45,9 @@ def tile_quality(x: torch.Tensor, x_hat: torch.Tensor, tile_blocks: int) -> np.n
 class AdaptivePass:
     planes: list[np.ndarray]       # the bit planes, 0 at stopped blocks
     masks: list[np.ndarray]        # the blocks each iteration holds
-    counts: np.ndarray             # iterations each tile received
+    counts: np.ndarray             # the iteration map: iterations each of its tiles received
+    tile: int                      # the map's tile side in blocks: the pass's tiles, or 1 where a linear tail stopped
+                                   # blocks inside a live tile
     rgb: np.ndarray                # the reconstruction
 
 
@@ -53,26 +56,30 @@ def adaptive_pass(codec: Codec, x: torch.Tensor, h: int, w: int, target: float, 
                   until: Callable[[np.ndarray], bool] | None = None) -> AdaptivePass:
     """Run the recurrence, stopping each tile once its local MS-SSIM reaches `target`, or once an
     iteration raised it by less than `min_gain` (a tile the model cannot improve stops costing bits);
-    with target inf and no min_gain every tile runs (no quality map is computed). `until(rgb)`, if
-    given, ends the pass early once the whole reconstruction satisfies it."""
+    with target inf and no min_gain every tile runs (no quality map is computed). A model's linear tail
+    sends its stages, inside live tiles, only to the blocks they pay for (tail.Gate, as a plain encode does), and the
+    pass ends where no block receives one. `until(rgb)`, if given, ends the pass early once the whole reconstruction
+    satisfies it."""
     grid = (x.shape[2] // BLOCK, x.shape[3] // BLOCK)
     active = np.ones((ceil_div(grid[0], tile_blocks), ceil_div(grid[1], tile_blocks)), dtype=bool)
-    counts = np.zeros(active.shape, dtype=np.int64)
     quality = np.zeros(active.shape)
-    out = AdaptivePass([], [], counts, np.zeros(0))
+    stages = Gate(codec.tail, x) if codec.tail is not None and max_iterations > codec.tail.start else None
+    planes, masks, rgb = [], [], np.zeros(0)
+    sent: list[np.ndarray] = []
 
-    def block_mask() -> np.ndarray:
-        return block_counts(active, tile_blocks, grid)
-
-    def gate(t: int, _x_hat: torch.Tensor) -> torch.Tensor | None:
-        return mask_tensor(block_mask(), x.device) if t else None
+    def gate(t: int, x_hat: torch.Tensor) -> torch.Tensor | None:
+        tiles = block_counts(active, tile_blocks, grid)
+        stage = stages(t, x_hat) if stages is not None else None
+        sent.append(tiles if stage is None else tiles & (stage[0, 0] > 0).cpu().numpy())
+        return None if t == 0 else mask_tensor(sent[-1], x.device)
 
     for b, x_hat in codec.iterate(x, max_iterations, gate):
-        counts += active
-        out.planes.append(bits_to_plane(b))
-        out.masks.append(block_mask())
-        out.rgb = to_rgb(x_hat, h, w)
-        if until is not None and until(out.rgb):
+        if not sent[-1].any():   # the tail's gate stopped every block still live
+            break
+        planes.append(bits_to_plane(b))
+        masks.append(sent[-1])
+        rgb = to_rgb(x_hat, h, w)
+        if until is not None and until(rgb):
             break
         if target < math.inf or min_gain > -math.inf:
             now = tile_quality(x, x_hat, tile_blocks)
@@ -80,7 +87,16 @@ def adaptive_pass(codec: Codec, x: torch.Tensor, h: int, w: int, target: float, 
             quality = now
         if not active.any():
             break
-    return out
+    counts, tile = iteration_map(sum(m.astype(np.int64) for m in masks), tile_blocks)
+    return AdaptivePass(planes, masks, counts, tile, rgb)
+
+
+def iteration_map(per_block: np.ndarray, tile_blocks: int) -> tuple[np.ndarray, int]:
+    """The map of blocks' counts: per tile of tile_blocks where every tile's blocks agree, else per block."""
+    tiles = per_block[::tile_blocks, ::tile_blocks]
+    if np.array_equal(block_counts(tiles, tile_blocks, per_block.shape), per_block):
+        return tiles, tile_blocks
+    return per_block, 1
 
 
 def encode_adaptive(codec: Codec, src: SourceImage, quality: float, max_iterations: int = 16, tile: int = TILE,
@@ -121,16 +137,16 @@ def encode_adaptive(codec: Codec, src: SourceImage, quality: float, max_iteratio
     if not candidates:
         notices.append(f"MS-SSIM {quality} not reached in {max_iterations} iterations; kept them all")
         candidates = [uniform]
-    files = [adaptive_file(codec, src, run, tb) for run in candidates]
+    files = [adaptive_file(codec, src, run) for run in candidates]
     best = min(range(len(files)), key=lambda i: len(files[i]))
     return EncodeResult(files[best], notices), candidates[best]
 
 
-def adaptive_file(codec: Codec, src: SourceImage, run: AdaptivePass, tile_blocks: int) -> bytes:
+def adaptive_file(codec: Codec, src: SourceImage, run: AdaptivePass) -> bytes:
     """The .lstm file (version 2) of an adaptive pass: its iteration map, then only the live blocks' bits.
     A map where every tile has the same count is a plain file (version 1): no map bytes to pay for."""
     coder = codec.plane_coder()
     if (run.counts == run.counts.flat[0]).all():
         return framing.frame(codec, src, [coder.encode(p) for p in run.planes])
     payloads = [coder.encode(p, m) for p, m in zip(run.planes, run.masks)]
-    return framing.frame(codec, src, payloads, encode_map(run.counts, tile_blocks))
+    return framing.frame(codec, src, payloads, encode_map(run.counts, run.tile))

@@ -325,28 +325,20 @@ class _StopRequest:
     `requested` names the signal. The first one puts the previous handlers back, so a second one stops at once.
     Signals are left alone outside the main thread, where Python cannot install handlers."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.requested: str | None = None
-        self.previous: dict = {}
-
     def __enter__(self) -> _StopRequest:
+        self.requested, self.previous = None, {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
         return self
 
     def _handle(self, signum, _frame) -> None:
         self.requested = signal.Signals(signum).name
-        self._restore()
+        self.__exit__()
 
-    def _restore(self) -> None:
+    def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         self.previous = {}
-
-    def __exit__(self, *exc) -> None:
-        self._restore()
 
 
 class _Clock:

@@ -397,3 +397,12 @@ def test_the_run_log_is_mirrored_to_tensorboard_when_it_is_installed(tmp_path, m
     (tmp_path / "plain").mkdir()
     log.write({"step": 1, "loss": 0.25})
     assert (tmp_path / "plain" / "log.csv").exists() and not (tmp_path / "plain" / "tensorboard").exists()
+
+
+def test_validation_reports_the_last_iteration_beside_the_usual_counts(parrots):
+    """A run of 12 iterations is judged at -i 12 too, not only at 1, 2, 4, 8 (and 16)."""
+    crops = [torch.from_numpy(np.ascontiguousarray(parrots[:64, :64])).permute(2, 0, 1)]
+    with torch.no_grad():
+        report = training.validate_codec(load_codec(), crops, 3)
+    assert {"msssim_i1", "msssim_i2", "msssim_i3", "psnr_i3"} <= report.keys() and "msssim_i4" not in report
+    assert 0 < report["msssim_i1"] < report["msssim_i3"] <= 1

@@ -33,13 +33,14 @@ class InitError(ValueError):
 
 def validate_codec(codec: Codec, images: list[torch.Tensor], iterations: int,
                    criterion: losses.RateDistortionLoss | None = None) -> dict:
-    """MS-SSIM and PSNR of held-back crops (3 x H x W uint8 each, all one size) at 1, 2, 4, 8 and 16 iterations, the
-    residual gains there, and with a criterion that has a rate model its bits per raw bit over all the iterations."""
+    """MS-SSIM and PSNR of held-back crops (3 x H x W uint8 each, all one size) at 1, 2, 4, 8 and 16 iterations and at
+    the last, the residual gains there, and with a criterion that has a rate model its bits per raw bit over all the
+    iterations."""
     x = torch.stack([data.to_unit(im) for im in images]).to(next(codec.parameters()).device)
     report, bits = {}, []
     for t, (b, x_hat) in enumerate(codec.iterate(x, iterations), start=1):
         bits.append(b)
-        if t in (1, 2, 4, 8, 16):
+        if t in (1, 2, 4, 8, 16) or t == iterations:
             rec, ref = (((v + 0.5) * 255).round().cpu() for v in (x_hat.clamp(-0.5, 0.5), x))
             report[f"msssim_i{t}"] = metrics.ms_ssim(rec, ref)
             report[f"psnr_i{t}"] = metrics.psnr(rec, ref)

@@ -127,9 +127,12 @@ def main() -> int:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    files = list_images(args.images) if args.images else []
-    if args.held_back:
-        files += split_holdout(list_images([args.held_back]))[1]
+    try:
+        files = list_images(args.images) if args.images else []
+        if args.held_back:
+            files += split_holdout(list_images([args.held_back]))[1]
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
     files = files[:args.limit] if args.limit else files
     if not files:
         sys.exit("error: no images (give files or folders, or --held-back BSDS432)")

@@ -4,13 +4,13 @@
     python scripts/eval_adaptive.py ../shared/data/kodak --targets 0.9 0.95 0.97
     python scripts/eval_adaptive.py --held-back ../shared/data/bsds432 --targets 0.9 0.95 0.97 -o results/adaptive
 
-For every image: one plain file of --max-iterations iterations, whose prefixes are what `--quality Q` keeps (the
+For every image: one plain file of 16 iterations (MAX_ITERATIONS), whose prefixes are what `--quality Q` keeps (the
 fewest iterations that reach Q, the same bytes as `lstmcodec encode --quality Q` writes), and one `--adaptive` file
 per target (coding.adaptive.encode_adaptive, as the CLI calls it). Every file is decoded; MS-SSIM (RGB) is measured
 on the decoded pixels.
 
 Per target, over the images where plain rate control reaches Q: the mean bpp of both and the saving of --adaptive
-(the whole set's bytes, and the median of the images' own savings); and the saving at equal MS-SSIM, the bpp that
+(of the mean bpp, and the median and worst of the images' own savings); and the saving at equal MS-SSIM, the bpp that
 the image's plain prefixes need for the adaptive file's MS-SSIM (interpolated in MS-SSIM dB against log bpp) — what
 the allocation buys apart from finer rate control. --held-back FOLDER: the photographs of a bsds432 folder that no
 bundled model was trained on (every 20th by name).
@@ -33,6 +33,8 @@ from lstmcodec.io.files import list_images
 from lstmcodec.io.imageio import open_image, prepare
 from lstmcodec.models.zoo import DEFAULT_CODEC, load_codec
 from lstmcodec.training.data import split_holdout
+
+MAX_ITERATIONS = 16   # the most iterations any file here gets (what `encode --quality` tries by default)
 
 
 def plain_curve(codec, src) -> dict:
@@ -111,8 +113,6 @@ def table(summaries: list[dict]) -> str:
                      f"{100 * s['equal_quality_saving']:+.1f} % |")
     return "\n".join(lines)
 
-
-MAX_ITERATIONS = 16
 
 
 def main() -> int:

@@ -15,18 +15,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lstmcodec.format import container
 from lstmcodec.format import tiling
 from lstmcodec.coding import framing
 from lstmcodec.coding.codec import Codec
 from lstmcodec.coding.framing import EncodeResult
-from lstmcodec.coding.tensors import bits_to_plane, mask_tensor, to_rgb, to_tensor
+from lstmcodec.coding.tensors import bits_to_plane, check_iteration_count, mask_tensor, to_rgb, to_tensor
 from lstmcodec.errors import CodecError
 from lstmcodec.geometry import BLOCK, ceil_div
 from lstmcodec.io.imageio import SourceImage
 from lstmcodec.format.itermap import MAP_TILES, block_counts, encode_map
 from lstmcodec.metrics import local_ms_ssim, ms_ssim
-from lstmcodec.nets.tail import Gate
 
 TILE = 32                      # default tile side in pixels
 MIN_GAIN_RANGE = (1e-4, 0.1)   # the bisection's bounds on the minimum gain of an iteration (MS-SSIM)
@@ -63,7 +61,7 @@ def adaptive_pass(codec: Codec, x: torch.Tensor, h: int, w: int, target: float, 
     grid = (x.shape[2] // BLOCK, x.shape[3] // BLOCK)
     active = np.ones((ceil_div(grid[0], tile_blocks), ceil_div(grid[1], tile_blocks)), dtype=bool)
     quality = np.zeros(active.shape)
-    stages = Gate(codec.tail, x) if codec.tail is not None and max_iterations > codec.tail.start else None
+    stages = codec.tail_gate(x, max_iterations)
     planes, masks, rgb = [], [], np.zeros(0)
     sent: list[np.ndarray] = []
 
@@ -110,8 +108,7 @@ def encode_adaptive(codec: Codec, src: SourceImage, quality: float, max_iteratio
     the fewest that reach `quality`, so an adaptive file is never larger than a uniform one. If nothing
     reaches `quality`, every tile gets every iteration. The file stores the iteration map (format
     version 2), or is a plain file when uniform iterations won."""
-    if not 1 <= max_iterations <= container.MAX_ITERATIONS:
-        raise CodecError(f"iterations must be between 1 and {container.MAX_ITERATIONS}")
+    check_iteration_count(max_iterations)
     if tile % BLOCK or tile // BLOCK not in MAP_TILES:
         raise CodecError(f"tile must be one of {', '.join(str(BLOCK * t) for t in MAP_TILES)} pixels")
     h, w = src.rgb.shape[:2]

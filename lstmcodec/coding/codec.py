@@ -150,7 +150,7 @@ class Codec(RecurrentCodec):
             check_size(rgb.shape[1], rgb.shape[0])
         with torch.inference_mode(), memory_guard("encode this image" if len(rgbs) == 1 else "encode these images"):
             x = torch.cat([to_tensor(rgb, self.device) for rgb in rgbs]) if len(rgbs) > 1 else to_tensor(rgbs[0], self.device)
-            gate = Gate(self.tail, x) if self.tail is not None and iterations > self.tail.start else None
+            gate = self.tail_gate(x, iterations)
             out: list[tuple[list, list]] = [([], []) for _ in rgbs]
             done = [False] * len(rgbs)
             for t, (b, _) in enumerate(self.iterate(x, iterations, gate, decode_last=False), 1):
@@ -166,6 +166,11 @@ class Codec(RecurrentCodec):
                 if on_iteration is not None:
                     on_iteration(t)
             return out
+
+    def tail_gate(self, x: torch.Tensor, iterations: int) -> Gate | None:
+        """The encoder's choice of the blocks that receive the linear tail's stages (tail.Gate), where an encode of
+        `iterations` reaches the tail; else None."""
+        return Gate(self.tail, x) if self.tail is not None and iterations > self.tail.start else None
 
     def entropy_code(self, src: SourceImage, planes: list[np.ndarray], masks: list[np.ndarray | None],
                       iterations: int, plan: tiling.Tiling | None = None) -> EncodeResult:
